@@ -1,0 +1,1 @@
+"""Benchmarks behind ``odar bench ...``: each prints figures and a same-run baseline."""

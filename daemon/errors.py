@@ -1,0 +1,39 @@
+"""The exceptions odar raises.
+
+Every one subclasses both :class:`OdarError` and the builtin a caller would
+otherwise expect, so ``except ValueError`` and ``except OdarError`` both work.
+"""
+
+from __future__ import annotations
+
+
+class OdarError(Exception):
+    """Base of every error odar raises on purpose."""
+
+
+class ConfigError(OdarError, ValueError):
+    """The configuration names a bad key or value. The message names both."""
+
+
+class SensorError(OdarError, OSError):
+    """The IMU cannot be reached or does not behave like an MPU6050."""
+
+
+class SensorNotFoundError(SensorError):
+    """Nothing (or the wrong chip) answers at the configured bus and address."""
+
+
+class SensorSettingsError(OdarError, ValueError):
+    """A sensor setting the chip cannot do (range, DLPF, rate)."""
+
+
+class ArtifactError(OdarError, ValueError):
+    """An artifact or its manifest is missing, corrupt or does not match."""
+
+
+class StateError(OdarError, ValueError):
+    """Saved state (parameters, sample store) is corrupt or belongs elsewhere."""
+
+
+class RuntimeMissingError(OdarError, ImportError):
+    """Neither tflite-runtime nor ai-edge-litert can be imported."""
