@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from odar.errors import SensorSettingsError
 
 #: AFS_SEL (ACCEL_CONFIG bits 4:3) by full scale in g; sensitivity in LSB/g.
-ACCEL_RANGES_G: dict[int, tuple[int, float]] = {2: (0, 16384.0), 4: (1, 8192.0), 8: (2, 4096.0), 16: (3, 2048.0)}
+ACCEL_RANGES_G: dict[int, tuple[int, float]] = {
+    2: (0, 16384.0),
+    4: (1, 8192.0),
+    8: (2, 4096.0),
+    16: (3, 2048.0),
+}
 #: FS_SEL (GYRO_CONFIG bits 4:3) by full scale in deg/s; sensitivity in LSB/(deg/s).
 GYRO_RANGES_DPS: dict[int, tuple[int, float]] = {
     250: (0, 131.0),
@@ -44,7 +49,8 @@ class SensorSettings:
     def __post_init__(self) -> None:
         if self.accel_range_g not in ACCEL_RANGES_G:
             raise SensorSettingsError(
-                f"sensor.accel_range_g: {self.accel_range_g!r} is not one of {sorted(ACCEL_RANGES_G)}"
+                f"sensor.accel_range_g: {self.accel_range_g!r} is not one of "
+                f"{sorted(ACCEL_RANGES_G)}"
             )
         if self.gyro_range_dps not in GYRO_RANGES_DPS:
             raise SensorSettingsError(
