@@ -1,0 +1,434 @@
+"""The FIFO driver against datasheet numbers (RM-MPU-6000A) on a recording fake bus."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import threading
+
+import numpy as np
+import pytest
+from fake_smbus import FIFO_COUNTH, FakeSMBus, ManualClock
+
+from odar.drivers import mpu6050_registers as reg
+from odar.drivers.mpu6050 import (
+    MPU6050,
+    SensorBlock,
+    bus_can_carry,
+    nearest_sample_rate,
+    raw_to_si,
+    si_scale,
+)
+from odar.drivers.sensor_settings import SensorSettings
+from odar.errors import OdarError, SensorError, SensorNotFoundError
+
+G = 9.80665
+DEG = math.pi / 180.0
+
+
+class Feeder:
+    """Lets samples arrive in the fake FIFO at ``rate_hz`` by the manual clock once the FIFO
+    streams; sample number i carries i in accel X (mod 2**15) so order and loss show."""
+
+    def __init__(self, bus: FakeSMBus, clock: ManualClock, rate_hz: float) -> None:
+        self.bus, self.clock, self.rate_hz = bus, clock, rate_hz
+        self.started_at: float | None = None
+        self.pushed_since_start = 0
+        self.next_index = 0
+        self.paused = False
+        bus.on_access = self
+
+    def __call__(self) -> None:
+        if not self.bus.fifo_streaming:
+            self.started_at = None
+            return
+        if self.started_at is None:
+            self.started_at, self.pushed_since_start = self.clock.now, 0
+        due = math.floor((self.clock.now - self.started_at) * self.rate_hz + 1e-9)
+        new = due - self.pushed_since_start
+        if new <= 0:
+            return
+        self.pushed_since_start = due
+        if self.paused:
+            return
+        counts = np.zeros((new, 6), dtype=np.int64)
+        counts[:, 0] = (self.next_index + np.arange(new)) % 32768
+        counts[:, 5] = -7
+        self.next_index += new
+        self.bus.push_samples(counts)
+
+
+def make(settings: SensorSettings | None = None, who_am_i: int = 0x68):
+    bus = FakeSMBus(who_am_i=who_am_i)
+    clock = ManualClock()
+    driver = MPU6050(bus, settings or SensorSettings(), clock=clock)
+    return bus, clock, driver
+
+
+def indices(blocks: list[SensorBlock], settings: SensorSettings) -> np.ndarray:
+    scale = si_scale(settings)[0]
+    samples = np.concatenate([b.samples for b in blocks if len(b)])
+    return np.rint(samples[:, 0] / scale).astype(np.int64)
+
+
+def run_for(driver: MPU6050, clock: ManualClock, seconds: float) -> list[SensorBlock]:
+    blocks = []
+    end = clock.now + seconds
+    while clock.now < end:
+        clock.advance(driver.poll_interval_s)
+        blocks.append(driver.read())
+    return blocks
+
+
+# -- raw bytes in, SI out -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("accel_range_g", "one_g_counts"), [(2, 16384), (4, 8192), (8, 4096), (16, 2048)]
+)
+def test_accel_counts_per_g_from_the_datasheet(accel_range_g: int, one_g_counts: int) -> None:
+    settings = SensorSettings(accel_range_g=accel_range_g)
+    raw = np.array([one_g_counts, -one_g_counts, 0, 0, 0, 0], dtype=">i2").tobytes()
+    si = raw_to_si(raw, si_scale(settings))
+    assert si.dtype == np.float32 and si.shape == (1, 6)
+    np.testing.assert_allclose(si[0, :3], [G, -G, 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("gyro_range_dps", "counts", "dps"),
+    [(250, 131, 1.0), (500, 655, 10.0), (1000, 328, 10.0), (2000, 164, 10.0)],
+)
+def test_gyro_counts_per_dps_from_the_datasheet(gyro_range_dps: int, counts: int, dps: float):
+    settings = SensorSettings(gyro_range_dps=gyro_range_dps)
+    raw = np.array([0, 0, 0, counts, 0, -counts], dtype=">i2").tobytes()
+    si = raw_to_si(raw, si_scale(settings))
+    np.testing.assert_allclose(si[0, 3:], [dps * DEG, 0.0, -dps * DEG], rtol=1e-6)
+
+
+def test_known_fifo_bytes_through_a_read() -> None:
+    # accel X 0x2000 at +-4 g is 1 g; gyro X 0xFF7D at 250 dps is -131 counts, -1 deg/s.
+    settings = SensorSettings(rate_hz=100, accel_range_g=4, gyro_range_dps=250)
+    bus, clock, driver = make(settings)
+    driver.start()
+    record = bytes([0x20, 0x00, 0xE0, 0x00, 0x00, 0x00, 0xFF, 0x7D, 0x00, 0x83, 0x7F, 0xFF])
+    bus.push_fifo(record * 5)
+    clock.advance(0.05)  # 5 samples at 100 Hz; the driver is sure of 3 of them
+    block = driver.read()
+    assert 1 <= len(block) <= 5
+    expected = [G, -G, 0.0, -1.0 * DEG, 1.0 * DEG, 32767 / 131 * DEG]
+    np.testing.assert_allclose(block.samples[0], expected, rtol=1e-6, atol=1e-7)
+    assert block.samples[0, 3] == pytest.approx(-0.017453, abs=1e-6)
+    assert block.timestamps.dtype == np.float64 and block.samples.dtype == np.float32
+
+
+# -- start(): the register bits ---------------------------------------------------------------
+
+FOREIGN_BITS = {
+    reg.Register.CONFIG: 0b0010_1000,  # EXT_SYNC_SET = 5, must survive the DLPF write
+    reg.Register.GYRO_CONFIG: 0b1110_0000,  # self-test bits, must survive FS_SEL
+    reg.Register.ACCEL_CONFIG: 0b0000_0111,  # ACCEL_HPF bits, must survive AFS_SEL
+}
+
+
+@pytest.mark.parametrize("dlpf_cfg", range(7))
+def test_dlpf_cfg_lands_in_config_bits_2_0_only(dlpf_cfg: int) -> None:
+    bus, _, driver = make(SensorSettings(dlpf_cfg=dlpf_cfg))
+    bus.registers.update(FOREIGN_BITS)
+    driver.start()
+    assert bus.registers[reg.Register.CONFIG] == 0b0010_1000 | dlpf_cfg
+
+
+@pytest.mark.parametrize(("dps", "fs_sel"), [(250, 0), (500, 1), (1000, 2), (2000, 3)])
+def test_fs_sel_lands_in_gyro_config_bits_4_3(dps: int, fs_sel: int) -> None:
+    bus, _, driver = make(SensorSettings(gyro_range_dps=dps))
+    bus.registers.update(FOREIGN_BITS)
+    driver.start()
+    assert bus.registers[reg.Register.GYRO_CONFIG] == 0b1110_0000 | fs_sel << 3
+
+
+@pytest.mark.parametrize(("g", "afs_sel"), [(2, 0), (4, 1), (8, 2), (16, 3)])
+def test_afs_sel_lands_in_accel_config_bits_4_3(g: int, afs_sel: int) -> None:
+    bus, _, driver = make(SensorSettings(accel_range_g=g))
+    bus.registers.update(FOREIGN_BITS)
+    driver.start()
+    assert bus.registers[reg.Register.ACCEL_CONFIG] == 0b0000_0111 | afs_sel << 3
+
+
+@pytest.mark.parametrize(
+    ("rate_hz", "dlpf_cfg", "divider", "actual_hz"),
+    [
+        (1000, 3, 0, 1000.0),
+        (100, 3, 9, 100.0),
+        (4, 1, 249, 4.0),
+        (1000, 0, 7, 1000.0),  # DLPF off: 8 kHz gyro output rate
+        (200, 0, 39, 200.0),
+        (300, 3, 2, 1000 / 3),  # 333.3 is nearer 300 than 250 is
+        (280, 3, 3, 250.0),  # 250 is nearer 280 than 333.3 is
+        (990, 2, 0, 1000.0),
+    ],
+)
+def test_smplrt_div_gives_the_nearest_rate(rate_hz, dlpf_cfg, divider, actual_hz) -> None:
+    settings = SensorSettings(rate_hz=rate_hz, dlpf_cfg=dlpf_cfg)
+    assert nearest_sample_rate(settings) == (divider, pytest.approx(actual_hz))
+    bus, _, driver = make(settings)
+    driver.start()
+    assert bus.registers[reg.Register.SMPLRT_DIV] == divider
+    assert driver.actual_rate_hz == pytest.approx(actual_hz)
+
+
+def test_an_inexact_rate_is_logged_with_both_numbers(caplog) -> None:
+    _, _, driver = make(SensorSettings(rate_hz=300))
+    with caplog.at_level(logging.WARNING):
+        driver.start()
+    assert any("300" in r.getMessage() and "333.333" in r.getMessage() for r in caplog.records)
+
+
+def test_start_resets_wakes_on_the_gyro_pll_and_streams_accel_and_gyro() -> None:
+    bus, clock, driver = make()
+    driver.start()
+    pwr = bus.writes_to(reg.Register.PWR_MGMT_1)
+    assert pwr[0] & 0x80, "DEVICE_RESET first"
+    assert clock.sleeps and clock.sleeps[0] >= 0.100, "the RM's 100 ms after reset"
+    final_pwr = bus.registers[reg.Register.PWR_MGMT_1]
+    assert final_pwr & 0x40 == 0, "SLEEP cleared"
+    assert final_pwr & 0x07 == 1, "CLKSEL 1: PLL with X gyro reference"
+    assert bus.registers[reg.Register.FIFO_EN] == 0x78, "XG|YG|ZG|ACCEL, no TEMP, no slaves"
+    assert bus.registers[reg.Register.USER_CTRL] & 0x40, "USER_CTRL.FIFO_EN"
+    user = bus.writes_to(reg.Register.USER_CTRL)
+    assert user[0] & 0x04 and not user[0] & 0x40, "FIFO_RESET with the FIFO disabled"
+    assert user[-1] & 0x40
+    order = [c.register for c in bus.calls if c.kind == "write_byte_data"]
+    assert order.index(reg.Register.PWR_MGMT_1) < order.index(reg.Register.CONFIG)
+    assert len(order) - 1 - order[::-1].index(reg.Register.FIFO_EN) == len(order) - 1, (
+        "sampling into the FIFO is enabled last"
+    )
+
+
+# -- WHO_AM_I -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("who", "warns"), [(0x68, False), (0x70, True), (0x98, True)])
+def test_who_am_i_accepts_the_mpu6050_and_known_clones(who: int, warns: bool, caplog) -> None:
+    _, _, driver = make(who_am_i=who)
+    with caplog.at_level(logging.WARNING):
+        driver.start()
+    warned = [r for r in caplog.records if f"{who:#04x}" in r.getMessage()]
+    assert bool(warned) == warns
+
+
+def test_who_am_i_of_another_chip_is_refused_naming_bus_address_and_value() -> None:
+    _, _, driver = make(SensorSettings(bus=3), who_am_i=0x00)
+    with pytest.raises(SensorNotFoundError) as caught:
+        driver.start()
+    message = str(caught.value)
+    assert "bus 3" in message and "0x68" in message and "0x00" in message
+    assert isinstance(caught.value, OdarError) and isinstance(caught.value, OSError)
+
+
+def test_no_answer_is_refused_naming_the_errno() -> None:
+    bus, _, driver = make()
+    bus.fail_next(1, errno.EREMOTEIO)
+    with pytest.raises(SensorNotFoundError, match="errno 121"):
+        driver.start()
+
+
+# -- the bus budget -----------------------------------------------------------------------
+
+
+def test_one_khz_needs_fast_mode_and_start_says_how(caplog) -> None:
+    slow = SensorSettings(rate_hz=1000, bus_hz=100_000)
+    fits, needed = bus_can_carry(slow)
+    assert not fits and needed > 1000 * 12 * 9
+    assert bus_can_carry(SensorSettings(rate_hz=1000, bus_hz=400_000))[0]
+    assert bus_can_carry(SensorSettings(rate_hz=100, bus_hz=100_000))[0]
+    _, _, driver = make(slow)
+    with caplog.at_level(logging.ERROR):
+        driver.start()
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("dtparam=i2c_arm_baudrate=400000" in r.getMessage() for r in errors)
+
+
+# -- streaming --------------------------------------------------------------------------------
+
+
+def test_1khz_stream_is_whole_samples_in_few_cheap_transactions() -> None:
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
+    bus, clock, driver = make(settings)
+    feeder = Feeder(bus, clock, 1000)
+    driver.start()
+    bus.calls.clear()
+    started = clock.now
+    blocks = run_for(driver, clock, 5.0)
+    elapsed = clock.now - started
+
+    reads = [c for c in bus.calls if c.kind == "i2c_rdwr"]
+    assert len(bus.calls) == len(reads), "nothing but FIFO reads while streaming"
+    assert all(c.register == FIFO_COUNTH for c in reads)
+    assert all((c.length - 2) % reg.SAMPLE_BYTES == 0 for c in reads), "whole samples only"
+    assert len(reads) / elapsed <= 25
+    delivered = sum(len(b) for b in blocks)
+    bus_bytes = sum(3 + c.length for c in reads)
+    assert bus_bytes / delivered <= 12.5
+
+    got = indices(blocks, settings)
+    np.testing.assert_array_equal(got, np.arange(got.size))
+    assert feeder.next_index - got.size < reg.FIFO_CAPACITY_SAMPLES
+    assert driver.counters.lost == 0 and driver.counters.gaps == 0
+    assert not any(b.gap for b in blocks)
+    assert driver.counters.samples == delivered
+
+
+def test_timestamps_are_continuous_and_track_the_clock_despite_jitter() -> None:
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
+    bus, clock, driver = make(settings)
+    Feeder(bus, clock, 1000)
+    driver.start()
+    rng = np.random.default_rng(7)
+    blocks = []
+    for _ in range(200):
+        clock.advance(driver.poll_interval_s * rng.uniform(0.6, 1.4))
+        blocks.append(driver.read())
+    stamps = np.concatenate([b.timestamps for b in blocks])
+    steps = np.diff(stamps)
+    assert np.all(steps > 0)
+    assert np.all(np.abs(steps - 1e-3) <= 0.5e-3)
+    # The newest delivered sample is no later than now and at most a FIFO behind.
+    assert clock.now - reg.FIFO_CAPACITY_SAMPLES * 1e-3 <= stamps[-1] <= clock.now
+
+
+def test_the_first_read_after_start_may_only_ask_for_the_count() -> None:
+    bus, _, driver = make()
+    driver.start()
+    block = driver.read()
+    assert len(block) == 0
+    assert bus.calls[-1].kind == "i2c_rdwr" and bus.calls[-1].length == 2
+
+
+def test_stream_reads_at_the_poll_interval_into_the_sink() -> None:
+    settings = SensorSettings(rate_hz=200)
+    bus, clock, driver = make(settings)
+    Feeder(bus, clock, 200)
+    driver.start()
+    stop = threading.Event()
+    received: list[SensorBlock] = []
+    end = clock.now + 2.0
+
+    class Sink:
+        def append(self, block: SensorBlock) -> None:
+            received.append(block)
+            if clock.now >= end:
+                stop.set()
+
+    clock.sleeps.clear()
+    driver.stream(Sink(), stop)
+    assert received and all(len(b) for b in received)
+    assert clock.sleeps and max(clock.sleeps) <= driver.poll_interval_s + 1e-9
+    got = indices(received, settings)
+    np.testing.assert_array_equal(got, np.arange(got.size))
+
+
+# -- overflow ------------------------------------------------------------------------------
+
+
+def test_overflow_resets_the_fifo_and_reports_the_loss_on_the_next_block(caplog) -> None:
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
+    bus, clock, driver = make(settings)
+    Feeder(bus, clock, 1000)
+    driver.start()
+    before = run_for(driver, clock, 0.5)
+    clock.advance(0.300)  # 300 samples into an 85-sample FIFO
+    with caplog.at_level(logging.WARNING):
+        assert len(driver.read()) == 0
+    assert any("FIFO_COUNT 1024" in r.getMessage() for r in caplog.records)
+    user = bus.writes_to(reg.Register.USER_CTRL)
+    assert user[-2] & 0x04, "FIFO_RESET after the overflow"
+    assert driver.counters.overflows == 1
+    after = [b for b in run_for(driver, clock, 0.2) if len(b)]
+    assert after[0].gap and not any(b.gap for b in after[1:])
+    # The estimate from elapsed time matches what the chip really produced and was dropped.
+    truly_lost = indices(after, settings)[0] - indices(before, settings)[-1] - 1
+    assert truly_lost > 300
+    assert after[0].lost == pytest.approx(truly_lost, abs=2)
+    assert driver.counters.lost == after[0].lost and driver.counters.gaps == 1
+
+
+def test_fewer_samples_than_certain_means_a_reset_not_garbage() -> None:
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
+    bus, clock, driver = make(settings)
+    feeder = Feeder(bus, clock, 1000)
+    driver.start()
+    run_for(driver, clock, 0.2)
+    feeder.paused = True  # the chip stops writing the FIFO
+    clock.advance(driver.poll_interval_s)
+    block = driver.read()
+    assert len(block) == 0
+    assert driver.counters.gaps == 1
+    feeder.paused = False
+    later = [b for b in run_for(driver, clock, 0.2) if len(b)]
+    assert later[0].gap
+
+
+# -- I2C errors -----------------------------------------------------------------------------
+
+
+def test_i2c_errors_are_ridden_out_with_backoff_then_a_full_restart() -> None:
+    settings = SensorSettings(rate_hz=100)
+    bus, clock, driver = make(settings)
+    Feeder(bus, clock, 100)
+    driver.start()
+    before = run_for(driver, clock, 1.0)
+    resets_before = sum(1 for v in bus.writes_to(reg.Register.PWR_MGMT_1) if v & 0x80)
+    bus.fail_next(4, errno.EIO)
+    clock.advance(driver.poll_interval_s)
+    assert len(driver.read()) == 0
+    assert driver.recovering
+    clock.sleeps.clear()
+    attempts = 0
+    while driver.recovering:
+        attempts += 1
+        assert len(driver.read()) == 0
+        assert attempts < 10
+    backoffs = [s for s in clock.sleeps if s < 0.1]
+    assert backoffs == sorted(backoffs) and backoffs[-1] > backoffs[0], "the backoff grows"
+    resets_after = sum(1 for v in bus.writes_to(reg.Register.PWR_MGMT_1) if v & 0x80)
+    assert resets_after == resets_before + 1, "re-initialised with the full start sequence"
+    assert driver.counters.i2c_errors == 1 and driver.counters.recoveries == 1
+    blocks = [b for b in run_for(driver, clock, 0.5) if len(b)]
+    assert blocks[0].gap and not any(b.gap for b in blocks[1:])
+    truly_lost = indices(blocks, settings)[0] - indices(before, settings)[-1] - 1
+    assert blocks[0].lost == pytest.approx(truly_lost, abs=2)
+    assert driver.counters.lost == blocks[0].lost
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EREMOTEIO, errno.ETIMEDOUT, errno.EBUSY])
+def test_each_transient_errno_starts_recovery(code: int) -> None:
+    bus, clock, driver = make()
+    driver.start()
+    bus.fail_next(1, code)
+    clock.advance(0.1)
+    assert len(driver.read()) == 0 and driver.recovering
+    assert len(driver.read()) == 0 and not driver.recovering
+
+
+def test_other_errors_propagate() -> None:
+    bus, clock, driver = make()
+    driver.start()
+    bus.fail_next(1, errno.EINVAL)
+    clock.advance(0.1)
+    with pytest.raises(OSError) as caught:
+        driver.read()
+    assert caught.value.errno == errno.EINVAL
+
+
+def test_read_before_start_is_an_error() -> None:
+    _, _, driver = make()
+    with pytest.raises(SensorError, match="before start"):
+        driver.read()
+
+
+def test_close_puts_the_chip_to_sleep() -> None:
+    bus, _, driver = make()
+    driver.start()
+    driver.close()
+    assert bus.registers[reg.Register.PWR_MGMT_1] & 0x40
