@@ -1,0 +1,400 @@
+"""A register-level MPU6050 as an I2C target, checked against the datasheet, not a driver.
+
+Sources: InvenSense PS-MPU-6000A (product specification) and RM-MPU-6000A rev 4.2 (register
+map). What the chip does here, and where the documents say so:
+
+* Reset values: 0x00 everywhere except PWR_MGMT_1 = 0x40 (asleep) and WHO_AM_I = 0x68
+  (RM section 3). DEVICE_RESET resets every register and clears itself (RM 4.28).
+* I2C access (PS 9.3): a write sets the register pointer, then writes with auto-increment;
+  a read continues from the pointer with auto-increment, except that FIFO_R_W (0x74) does
+  not increment: every byte read there pops the FIFO (RM 4.31).
+* Samples at gyro output rate / (1 + SMPLRT_DIV), the gyro output rate being 8 kHz when
+  DLPF_CFG is 0 or 7 and 1 kHz otherwise (RM 4.2). The data registers 0x3B-0x48 are updated
+  at the sample rate; the user-facing copy is refreshed while the interface is idle, so one
+  burst read sees one sampling instant (RM 4.17-4.19): here, at the start of a transaction.
+* FIFO (RM 4.6, 4.31): 1024 bytes; per sample the enabled sensors' registers in register
+  order (accel, temp, gyro x/y/z); on overflow the OLDEST bytes are lost, new data is written
+  and FIFO_OFLOW_INT is set. Bytes, not frames, are lost: 1024 is not a multiple of a 12-byte
+  frame, so after an overflow the FIFO no longer starts on a frame boundary, as on the chip.
+  Reading an empty FIFO returns the last byte previously read from it.
+* FIFO_COUNT (RM 4.30): big-endian; both bytes are latched when FIFO_COUNT_H is read, so
+  reading only FIFO_COUNT_L returns a stale value.
+* INT_STATUS (RM 4.16): cleared when read (or on any read when INT_PIN_CFG.INT_RD_CLEAR).
+* Temperature (RM 4.18): degC = TEMP_OUT / 340 + 36.53.
+
+Not emulated: the DLPF's filtering (DLPF_CFG only selects the gyro output rate), CYCLE and
+standby modes, TEMP_DIS, self-test, motion interrupts, FSYNC, the auxiliary I2C master, DMP,
+start-up times. Registers without behaviour here are plain storage.
+
+``strict=True`` enforces two preconditions the register map states but real chips are
+believed to tolerate: FIFO_RESET acts only when written while USER_CTRL.FIFO_EN is 0 (RM 4.29),
+and INT_STATUS bits are set only for interrupts enabled in INT_ENABLE ("sets to 1 when a ...
+interrupt is generated"). A driver that passes in strict mode works either way.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Protocol
+
+import numpy as np
+
+from odar.drivers.clock import Clock
+from odar.errors import EmulationError
+
+STANDARD_GRAVITY = 9.80665  # m/s^2 per g
+REGISTER_COUNT = 128
+FIFO_CAPACITY_BYTES = 1024
+
+# Register addresses (RM section 3).
+SMPLRT_DIV = 0x19
+CONFIG = 0x1A
+GYRO_CONFIG = 0x1B
+ACCEL_CONFIG = 0x1C
+FIFO_EN = 0x23
+I2C_MST_STATUS = 0x36
+INT_PIN_CFG = 0x37
+INT_ENABLE = 0x38
+INT_STATUS = 0x3A
+ACCEL_XOUT_H = 0x3B
+TEMP_OUT_H = 0x41
+GYRO_XOUT_H = 0x43
+EXT_SENS_DATA_23 = 0x60
+SIGNAL_PATH_RESET = 0x68
+USER_CTRL = 0x6A
+PWR_MGMT_1 = 0x6B
+FIFO_COUNTH = 0x72
+FIFO_COUNTL = 0x73
+FIFO_R_W = 0x74
+WHO_AM_I = 0x75
+
+# Bits.
+INT_RD_CLEAR = 0x10  # INT_PIN_CFG
+FIFO_OFLOW_INT = 0x10  # INT_STATUS and, as FIFO_OFLOW_EN, INT_ENABLE
+DATA_RDY_INT = 0x01
+USER_CTRL_FIFO_EN = 0x40
+USER_CTRL_FIFO_RESET = 0x04
+USER_CTRL_I2C_MST_RESET = 0x02
+USER_CTRL_SIG_COND_RESET = 0x01
+DEVICE_RESET = 0x80  # PWR_MGMT_1
+SLEEP = 0x40
+DLPF_CFG_MASK = 0x07  # CONFIG bits 2:0
+FULL_SCALE_SHIFT = 3  # FS_SEL / AFS_SEL, bits 4:3
+TEMP_FIFO_EN = 0x80
+XG_FIFO_EN = 0x40
+YG_FIFO_EN = 0x20
+ZG_FIFO_EN = 0x10
+ACCEL_FIFO_EN = 0x08
+
+RESET_VALUES = {PWR_MGMT_1: 0x40, WHO_AM_I: 0x68}
+READ_ONLY = frozenset(
+    {I2C_MST_STATUS, INT_STATUS, FIFO_COUNTH, FIFO_COUNTL, WHO_AM_I}
+    | set(range(ACCEL_XOUT_H, EXT_SENS_DATA_23 + 1))
+)
+
+ACCEL_LSB_PER_G = (16384.0, 8192.0, 4096.0, 2048.0)  # by AFS_SEL
+GYRO_LSB_PER_DPS = (131.0, 65.5, 32.8, 16.4)  # by FS_SEL
+TEMP_LSB_PER_DEGC = 340.0
+TEMP_OFFSET_DEGC = 36.53
+
+#: Columns of a raw sample, in register order 0x3B..0x48: ax ay az temp gx gy gz.
+_FIFO_COLUMNS_BY_BIT = (
+    (ACCEL_FIFO_EN, (0, 1, 2)),
+    (TEMP_FIFO_EN, (3,)),
+    (XG_FIFO_EN, (4,)),
+    (YG_FIFO_EN, (5,)),
+    (ZG_FIFO_EN, (6,)),
+)
+# Samples due are counted with floor(); this keeps t = k / rate on the boundary itself.
+_DUE_EPSILON = 1e-6
+
+
+class MotionSource(Protocol):
+    """What moves the chip: SI values at the requested instants."""
+
+    def read(self, times: np.ndarray) -> np.ndarray:
+        """(n,) seconds, increasing across calls -> (n, 6) float64: ax ay az [m/s^2, gravity
+        included], gx gy gz [rad/s]."""
+        ...
+
+
+def si_to_raw(samples: np.ndarray, afs_sel: int, fs_sel: int, temperature_c: float) -> np.ndarray:
+    """(n, 6) SI -> (n, 7) int16 in register order, rounded and saturated like the ADC."""
+    raw = np.empty((samples.shape[0], 7), dtype=np.float64)
+    raw[:, 0:3] = samples[:, 0:3] * (ACCEL_LSB_PER_G[afs_sel] / STANDARD_GRAVITY)
+    raw[:, 3] = (temperature_c - TEMP_OFFSET_DEGC) * TEMP_LSB_PER_DEGC
+    raw[:, 4:7] = np.degrees(samples[:, 3:6]) * GYRO_LSB_PER_DPS[fs_sel]
+    np.rint(raw, out=raw)
+    np.clip(raw, -32768, 32767, out=raw)
+    return raw.astype(np.int16)
+
+
+class EmulatedMPU6050:
+    """The chip. Attach it to :class:`EmulatedSMBus`; it keeps time with *clock*."""
+
+    def __init__(
+        self,
+        motion: MotionSource,
+        clock: Clock,
+        *,
+        who_am_i: int = 0x68,
+        temperature_c: float = 25.0,
+        fifo_capacity: int = FIFO_CAPACITY_BYTES,
+        strict: bool = False,
+    ) -> None:
+        self.motion = motion
+        self.clock = clock
+        self.temperature_c = float(temperature_c)
+        self.fifo_capacity = int(fifo_capacity)
+        self.strict = strict
+        self._who_am_i = self._checked_byte(who_am_i, "who_am_i")
+        self._lock = threading.RLock()
+        self._disconnected_until = -math.inf
+        self._garbage_until = -math.inf
+        self._garbage = np.random.default_rng(0)
+        #: Samples the chip has produced, and FIFO bytes lost to overflow, since creation.
+        self.samples_produced = 0
+        self.fifo_bytes_lost = 0
+        self._now = clock.monotonic()
+        self._power_on_reset()
+
+    # ------------------------------------------------------------------ I2C target
+
+    def acknowledge(self) -> bool:
+        with self._lock:
+            self._now = self.clock.monotonic()
+            self._catch_up(self._now)
+            return self._now >= self._disconnected_until
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            if not data:
+                return
+            self._pointer = data[0] & 0x7F  # 128 registers; higher addresses alias
+            for value in data[1:]:
+                self._write_register(self._pointer, value)
+                if self._pointer != FIFO_R_W:
+                    self._pointer = (self._pointer + 1) % REGISTER_COUNT
+
+    def read(self, length: int) -> bytes:
+        with self._lock:
+            out = bytearray()
+            while len(out) < length:
+                if self._pointer == FIFO_R_W:
+                    out += self._pop_fifo(length - len(out))
+                    break
+                out.append(self._read_register(self._pointer))
+                self._pointer = (self._pointer + 1) % REGISTER_COUNT
+            if self._registers[INT_PIN_CFG] & INT_RD_CLEAR:
+                self._int_status = 0
+            return bytes(out)
+
+    # ------------------------------------------------------------------ faults and probes
+
+    def disconnect(self, seconds: float, *, power_loss: bool = False) -> None:
+        """NACK every transaction for *seconds* of clock time. A loose wire (default) keeps
+        the chip running, so its FIFO overflows; ``power_loss`` resets it to power-up state
+        (asleep, reset values), as after a brown-out."""
+        if not seconds >= 0:
+            raise EmulationError(f"EmulatedMPU6050.disconnect: seconds={seconds!r} must be >= 0")
+        with self._lock:
+            now = self.clock.monotonic()
+            self._catch_up(now)
+            self._now = now
+            self._disconnected_until = now + seconds
+            if power_loss:
+                self._power_on_reset()
+
+    def inject_who_am_i(self, value: int) -> None:
+        """Answer WHO_AM_I with *value* from now on (clones: 0x70 MPU-6500, 0x98; garbage)."""
+        with self._lock:
+            self._who_am_i = self._checked_byte(value, "WHO_AM_I")
+            self._registers[WHO_AM_I] = self._who_am_i
+
+    def inject_garbage(self, seconds: float, *, seed: int = 0) -> None:
+        """Samples produced in the next *seconds* are random int16 (data registers and
+        FIFO), like a chip with a broken ADC or a corrupted bus."""
+        if not seconds >= 0:
+            raise EmulationError(
+                f"EmulatedMPU6050.inject_garbage: seconds={seconds!r} must be >= 0"
+            )
+        with self._lock:
+            now = self.clock.monotonic()
+            self._catch_up(now)
+            self._garbage_until = now + seconds
+            self._garbage = np.random.default_rng(seed)
+
+    @property
+    def fifo_count(self) -> int:
+        """Bytes in the FIFO as of the last bus access (a probe: no latching, no catch-up)."""
+        with self._lock:
+            return len(self._fifo)
+
+    @property
+    def sample_rate_hz(self) -> float:
+        with self._lock:
+            return self._sample_rate_hz()
+
+    def peek(self, register: int) -> int:
+        """A register as of the last bus access, without a bus read's side effects."""
+        with self._lock:
+            if register == INT_STATUS:
+                return self._int_status
+            return self._registers[register & 0x7F]
+
+    # ------------------------------------------------------------------ registers
+
+    @staticmethod
+    def _checked_byte(value: int, what: str) -> int:
+        if not 0 <= value <= 0xFF:
+            raise EmulationError(f"EmulatedMPU6050: {what}={value!r} is not a byte")
+        return int(value)
+
+    def _power_on_reset(self) -> None:
+        # A bytearray: scalar register access is several times faster than with numpy.
+        self._registers = bytearray(REGISTER_COUNT)
+        for register, value in RESET_VALUES.items():
+            self._registers[register] = value
+        self._registers[WHO_AM_I] = self._who_am_i
+        self._fifo = bytearray()
+        self._last_fifo_byte = 0
+        self._count_latch = 0
+        self._int_status = 0
+        self._pointer = 0
+        self._restart_sampling()
+
+    def _restart_sampling(self) -> None:
+        # The sample grid restarts whenever the chip wakes or its rate changes.
+        self._anchor = self._now
+        self._produced_since_anchor = 0
+
+    def _read_register(self, register: int) -> int:
+        if register == INT_STATUS:
+            value, self._int_status = self._int_status, 0
+            return value
+        if register == FIFO_COUNTH:
+            self._count_latch = len(self._fifo)
+            return self._count_latch >> 8
+        if register == FIFO_COUNTL:
+            return self._count_latch & 0xFF
+        return self._registers[register]
+
+    def _write_register(self, register: int, value: int) -> None:
+        if register in READ_ONLY:
+            return
+        if register == FIFO_R_W:
+            self._push_fifo(bytes([value]))
+            return
+        if register == PWR_MGMT_1:
+            self._write_pwr_mgmt_1(value)
+            return
+        if register == USER_CTRL:
+            self._write_user_ctrl(value)
+            return
+        if register == SIGNAL_PATH_RESET:
+            # Its reset bits clear themselves; RM 4.26: it does not clear the data registers.
+            self._registers[register] = value & 0xF8
+            return
+        rate_before = self._sample_rate_hz()
+        self._registers[register] = value
+        if register in (SMPLRT_DIV, CONFIG) and self._sample_rate_hz() != rate_before:
+            self._restart_sampling()
+
+    def _write_pwr_mgmt_1(self, value: int) -> None:
+        if value & DEVICE_RESET:
+            self._power_on_reset()
+            return
+        was_asleep = self._asleep()
+        self._registers[PWR_MGMT_1] = value
+        if was_asleep and not self._asleep():
+            self._restart_sampling()
+
+    def _write_user_ctrl(self, value: int) -> None:
+        self_clearing = USER_CTRL_FIFO_RESET | USER_CTRL_I2C_MST_RESET | USER_CTRL_SIG_COND_RESET
+        self._registers[USER_CTRL] = value & ~self_clearing & 0xFF
+        if value & USER_CTRL_FIFO_RESET and not (self.strict and value & USER_CTRL_FIFO_EN):
+            self._fifo.clear()
+        if value & USER_CTRL_SIG_COND_RESET:
+            self._registers[ACCEL_XOUT_H : GYRO_XOUT_H + 6] = bytes(14)
+
+    # ------------------------------------------------------------------ FIFO
+
+    def _push_fifo(self, data: bytes) -> None:
+        self._fifo += data
+        excess = len(self._fifo) - self.fifo_capacity
+        if excess > 0:
+            del self._fifo[:excess]  # the oldest bytes go (RM 4.31)
+            self.fifo_bytes_lost += excess
+            self._raise_interrupt(FIFO_OFLOW_INT)
+
+    def _pop_fifo(self, length: int) -> bytes:
+        taken = bytes(self._fifo[:length])
+        del self._fifo[:length]
+        if taken:
+            self._last_fifo_byte = taken[-1]
+        # Empty FIFO: the last byte read from it, repeated (RM 4.31).
+        return taken + bytes([self._last_fifo_byte]) * (length - len(taken))
+
+    def _fifo_columns(self) -> list[int]:
+        if not self._registers[USER_CTRL] & USER_CTRL_FIFO_EN:
+            return []
+        enabled = self._registers[FIFO_EN]
+        return [column for bit, cols in _FIFO_COLUMNS_BY_BIT if enabled & bit for column in cols]
+
+    def _raise_interrupt(self, bit: int) -> None:
+        if not self.strict or self._registers[INT_ENABLE] & bit:
+            self._int_status |= bit
+
+    # ------------------------------------------------------------------ sampling
+
+    def _asleep(self) -> bool:
+        return bool(self._registers[PWR_MGMT_1] & SLEEP)
+
+    def _sample_rate_hz(self) -> float:
+        dlpf_cfg = self._registers[CONFIG] & DLPF_CFG_MASK
+        gyro_output_hz = 8000.0 if dlpf_cfg in (0, 7) else 1000.0
+        return gyro_output_hz / (1 + self._registers[SMPLRT_DIV])
+
+    def _catch_up(self, now: float) -> None:
+        """Produce, in one vectorised step, every sample due between the last access and now."""
+        if self._asleep() or now <= self._anchor:
+            return
+        rate = self._sample_rate_hz()
+        due = math.floor((now - self._anchor) * rate + _DUE_EPSILON)
+        count = due - self._produced_since_anchor
+        if count <= 0:
+            return
+        columns = self._fifo_columns()
+        frame_bytes = 2 * len(columns)
+        # Only the newest samples can still be seen: the FIFO's capacity and the registers.
+        needed = min(count, self.fifo_capacity // frame_bytes + 2) if frame_bytes else 1
+        indices = np.arange(due - needed + 1, due + 1, dtype=np.float64)
+        times = self._anchor + indices / rate
+        raw = self._sample(times)
+        self._registers[ACCEL_XOUT_H : GYRO_XOUT_H + 6] = raw[-1].astype(">i2").tobytes()
+        if frame_bytes:
+            skipped_bytes = (count - needed) * frame_bytes
+            self.fifo_bytes_lost += skipped_bytes
+            if skipped_bytes:
+                self._raise_interrupt(FIFO_OFLOW_INT)
+            self._push_fifo(raw[:, columns].astype(">i2").tobytes())
+        self._raise_interrupt(DATA_RDY_INT)
+        self._produced_since_anchor = due
+        self.samples_produced += count
+
+    def _sample(self, times: np.ndarray) -> np.ndarray:
+        samples = np.asarray(self.motion.read(times), dtype=np.float64)
+        if samples.shape != (times.size, 6):
+            raise EmulationError(
+                f"EmulatedMPU6050: motion source returned shape {samples.shape} for "
+                f"{times.size} times; expected ({times.size}, 6)"
+            )
+        afs_sel = (self._registers[ACCEL_CONFIG] >> FULL_SCALE_SHIFT) & 0x03
+        fs_sel = (self._registers[GYRO_CONFIG] >> FULL_SCALE_SHIFT) & 0x03
+        raw = si_to_raw(samples, afs_sel, fs_sel, self.temperature_c)
+        garbled = times < self._garbage_until
+        if garbled.any():
+            noise = self._garbage.integers(-32768, 32768, size=(int(garbled.sum()), 7))
+            raw[garbled] = noise.astype(np.int16)
+        return raw
