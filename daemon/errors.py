@@ -37,3 +37,19 @@ class StateError(OdarError, ValueError):
 
 class RuntimeMissingError(OdarError, ImportError):
     """Neither tflite-runtime nor ai-edge-litert can be imported."""
+
+
+class StateWriteError(OdarError, OSError):
+    """Saved state could not be written (disk full, read-only); the previous file is intact."""
+
+
+class EmulationError(OdarError, ValueError):
+    """The emulated hardware is asked for something impossible (time going back, a bad fault)."""
+
+
+class DatasetError(OdarError, ValueError):
+    """A data file (such as HHAR's CSVs) does not have the expected format. Names the file."""
+
+
+class TraceError(OdarError, ValueError):
+    """A recorded motion trace (CSV or NPZ) cannot be replayed. Names the file and the fault."""

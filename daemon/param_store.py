@@ -1,0 +1,247 @@
+"""The head's parameters, optimizer state and epoch, saved atomically in a checksummed envelope.
+
+File layout (little-endian)::
+
+    b"ODARHEAD"                 magic, 8 bytes
+    u32 header_length
+    header                      UTF-8 JSON: schema, manifest_hash, payload_length
+    payload                     .npz of the arrays (no pickles)
+    SHA-256                     32 bytes, over every byte before it
+
+The manifest hash ties the parameters to the artifacts that trained them, so a head trained
+for one bottleneck is never loaded into another. A file that fails any check is moved aside
+as ``<name>.bad-<timestamp>`` and :meth:`ParamStore.load` returns None: training then starts
+from the ``initialize`` artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import struct
+import time
+import zipfile
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from odar.errors import StateError, StateWriteError
+
+MAGIC = b"ODARHEAD"
+SCHEMA_VERSION = 1
+_DIGEST_BYTES = 32
+_LENGTH = struct.Struct("<I")
+#: A head is kilobytes; anything near this is not ours, and reading it would waste memory.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+_PARAM_PREFIX = "param."
+_OPTIMIZER_PREFIX = "optimizer."
+_EPOCH_KEY = "epoch"
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeadState:
+    """What training needs to carry on where it stopped."""
+
+    params: Mapping[str, np.ndarray]
+    optimizer: Mapping[str, np.ndarray] = field(default_factory=dict)
+    epoch: int = 0
+
+
+def encode_head_state(state: HeadState, manifest_hash: str) -> bytes:
+    arrays: dict[str, np.ndarray] = {_EPOCH_KEY: np.asarray(state.epoch, dtype=np.int64)}
+    for prefix, group in ((_PARAM_PREFIX, state.params), (_OPTIMIZER_PREFIX, state.optimizer)):
+        for name, array in group.items():
+            arrays[prefix + name] = np.asarray(array)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    payload = buffer.getvalue()
+    header = json.dumps(
+        {"schema": SCHEMA_VERSION, "manifest_hash": manifest_hash, "payload_length": len(payload)},
+        sort_keys=True,
+    ).encode("utf-8")
+    body = MAGIC + _LENGTH.pack(len(header)) + header + payload
+    return body + hashlib.sha256(body).digest()
+
+
+def decode_head_state(data: bytes, manifest_hash: str, source: str = "<bytes>") -> HeadState:
+    """The state in *data*; :class:`StateError` naming *source* if it is not a good one for us."""
+    if len(data) < len(MAGIC) + _LENGTH.size + _DIGEST_BYTES or not data.startswith(MAGIC):
+        raise StateError(f"{source}: not an odar parameter file (bad magic or too short)")
+    body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+    if hashlib.sha256(body).digest() != digest:
+        raise StateError(f"{source}: checksum mismatch (truncated or corrupt)")
+    (header_length,) = _LENGTH.unpack_from(body, len(MAGIC))
+    header_start = len(MAGIC) + _LENGTH.size
+    header_bytes = body[header_start : header_start + header_length]
+    payload = body[header_start + header_length :]
+    try:
+        header = json.loads(header_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise StateError(f"{source}: unreadable header") from None
+    if not isinstance(header, dict):
+        raise StateError(f"{source}: header is not a JSON object")
+    if header.get("schema") != SCHEMA_VERSION:
+        raise StateError(
+            f"{source}: schema {header.get('schema')!r}, this odar reads {SCHEMA_VERSION}"
+        )
+    if header.get("manifest_hash") != manifest_hash:
+        raise StateError(
+            f"{source}: trained for artifacts {header.get('manifest_hash')!r}, "
+            f"these are {manifest_hash!r}"
+        )
+    if header.get("payload_length") != len(payload):
+        raise StateError(f"{source}: payload is {len(payload)} bytes, header says otherwise")
+    return _decode_payload(payload, source)
+
+
+def _decode_payload(payload: bytes, source: str) -> HeadState:
+    try:
+        with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        KeyError,
+        NotImplementedError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as error:
+        raise StateError(f"{source}: unreadable arrays: {error}") from None
+    epoch = arrays.pop(_EPOCH_KEY, None)
+    if epoch is None or epoch.shape != () or epoch.dtype.kind != "i":
+        raise StateError(f"{source}: no epoch count")
+    params = {
+        k.removeprefix(_PARAM_PREFIX): v for k, v in arrays.items() if k.startswith(_PARAM_PREFIX)
+    }
+    optimizer = {
+        k.removeprefix(_OPTIMIZER_PREFIX): v
+        for k, v in arrays.items()
+        if k.startswith(_OPTIMIZER_PREFIX)
+    }
+    if len(params) + len(optimizer) != len(arrays):
+        raise StateError(f"{source}: unexpected arrays {sorted(arrays)}")
+    return HeadState(params=params, optimizer=optimizer, epoch=int(epoch))
+
+
+class ParamStore:
+    """``<state_dir>/head.params``: :meth:`save` replaces it atomically, :meth:`load` checks it."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        manifest_hash: str,
+        *,
+        wall_clock: Callable[[], float] = time.time,
+        logger: logging.Logger = _log,
+    ) -> None:
+        self.path = Path(path)
+        self.manifest_hash = manifest_hash
+        self._wall_clock = wall_clock
+        self._log = logger
+
+    def save(self, state: HeadState) -> None:
+        """Replace the file; on failure raise :class:`StateWriteError`, the old file intact."""
+        write_atomically(self.path, encode_head_state(state, self.manifest_hash))
+
+    def load(self) -> HeadState | None:
+        """The saved state, or None if there is none or it was bad (then it is moved aside)."""
+        try:
+            data = read_bounded(self.path, MAX_FILE_BYTES)
+        except FileNotFoundError:
+            return None
+        except StateError as error:
+            self._set_aside(error)
+            return None
+        except OSError as error:
+            self._log.error("cannot read %s: %s; starting from initialize", self.path, error)
+            return None
+        try:
+            return decode_head_state(data, self.manifest_hash, source=str(self.path))
+        except StateError as error:
+            self._set_aside(error)
+            return None
+
+    def _set_aside(self, error: StateError) -> None:
+        try:
+            moved = move_aside(self.path, self._wall_clock())
+        except OSError as move_error:
+            self._log.error("%s; cannot move it aside: %s", error, move_error)
+            return
+        self._log.warning("%s; moved to %s, training starts from initialize", error, moved.name)
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """The whole file, or :class:`StateError` if it is larger than *limit* bytes."""
+    with open(path, "rb") as file:
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise StateError(f"{path}: larger than {limit} bytes, not an odar state file")
+    return data
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace *path* with *data* so that a power cut leaves the old or the new file, whole.
+
+    Temp file in the same directory, fsync, rename over, fsync of the directory (without the
+    last step the rename itself may be lost). :class:`StateWriteError` on failure.
+    """
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(descriptor, view)
+                view = view[written:]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        os.replace(temporary, path)
+    except OSError as error:
+        # Never created, or the directory is unwritable: nothing more to clean up.
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise StateWriteError(
+            error.errno, f"cannot save {path}: {error.strerror or error}"
+        ) from error
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make a rename or a new file in *directory* durable."""
+    try:
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as error:
+        raise StateWriteError(
+            error.errno, f"cannot sync {directory}: {error.strerror or error}"
+        ) from error
+    try:
+        os.fsync(descriptor)
+    except OSError as error:
+        raise StateWriteError(
+            error.errno, f"cannot sync {directory}: {error.strerror or error}"
+        ) from error
+    finally:
+        os.close(descriptor)
+
+
+def move_aside(path: Path, now: float) -> Path:
+    """Rename *path* to ``<name>.bad-<UTC timestamp>`` (numbered if that exists); the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    target = path.with_name(f"{path.name}.bad-{stamp}")
+    number = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.bad-{stamp}-{number}")
+        number += 1
+    os.replace(path, target)
+    return target

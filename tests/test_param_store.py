@@ -1,0 +1,188 @@
+"""Saved head parameters: round trip, and never garbage from a torn, corrupt or foreign file."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from odar import param_store
+from odar.errors import OdarError, StateError, StateWriteError
+from odar.param_store import (
+    HeadState,
+    ParamStore,
+    decode_head_state,
+    encode_head_state,
+    move_aside,
+)
+
+MANIFEST = "a" * 64
+OTHER_MANIFEST = "b" * 64
+
+
+def head_state(epoch: int = 7, seed: int = 0) -> HeadState:
+    rng = np.random.default_rng(seed)
+    return HeadState(
+        params={
+            "w1": rng.standard_normal((16, 8)).astype(np.float32),
+            "b1": rng.standard_normal(8).astype(np.float32),
+        },
+        optimizer={"m.w1": np.zeros((16, 8), np.float32), "step": np.asarray(3, np.int32)},
+        epoch=epoch,
+    )
+
+
+def assert_same(left: HeadState, right: HeadState) -> None:
+    assert left.epoch == right.epoch
+    for mine, theirs in ((left.params, right.params), (left.optimizer, right.optimizer)):
+        assert sorted(mine) == sorted(theirs)
+        for name in mine:
+            assert mine[name].dtype == theirs[name].dtype
+            np.testing.assert_array_equal(mine[name], theirs[name])
+
+
+@pytest.fixture
+def store(tmp_path) -> ParamStore:
+    return ParamStore(tmp_path / "head.params", MANIFEST, wall_clock=lambda: 1_700_000_000.0)
+
+
+def test_round_trip(store):
+    state = head_state()
+    store.save(state)
+    loaded = store.load()
+    assert loaded is not None
+    assert_same(loaded, state)
+
+
+def test_no_file_is_none_and_nothing_is_moved(store, tmp_path):
+    assert store.load() is None
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_replaces_and_leaves_no_temporary_file(store, tmp_path):
+    store.save(head_state(epoch=1))
+    store.save(head_state(epoch=2, seed=1))
+    assert store.load().epoch == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["head.params"]
+
+
+def test_truncated_at_every_offset_is_refused_and_moved_aside(store, tmp_path):
+    data = encode_head_state(head_state(), MANIFEST)
+    for length in range(len(data)):
+        store.path.write_bytes(data[:length])
+        assert store.load() is None, length
+        assert not store.path.exists()
+        (aside,) = tmp_path.glob("head.params.bad-*")
+        assert aside.read_bytes() == data[:length]
+        aside.unlink()
+
+
+def test_a_flipped_byte_anywhere_is_caught():
+    data = encode_head_state(head_state(), MANIFEST)
+    for offset in range(0, len(data), 7):
+        damaged = bytearray(data)
+        damaged[offset] ^= 0x20
+        with pytest.raises(StateError, match=r"checksum|magic"):
+            decode_head_state(bytes(damaged), MANIFEST)
+
+
+def test_parameters_of_other_artifacts_are_refused_and_moved_aside(store, tmp_path, caplog):
+    ParamStore(store.path, OTHER_MANIFEST).save(head_state())
+    with caplog.at_level(logging.WARNING):
+        assert store.load() is None
+    assert "trained for artifacts" in caplog.text and OTHER_MANIFEST in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["head.params.bad-20231114T221320Z"]
+
+
+def test_move_aside_never_overwrites_an_earlier_bad_file(tmp_path):
+    path = tmp_path / "head.params"
+    for content in (b"one", b"two", b"three"):
+        path.write_bytes(content)
+        move_aside(path, 0.0)
+    assert sorted(p.read_bytes() for p in tmp_path.iterdir()) == [b"one", b"three", b"two"]
+
+
+def test_an_unreadable_header_is_refused():
+    body = param_store.MAGIC + (5).to_bytes(4, "little") + b"{oops"
+    with pytest.raises(StateError, match="unreadable header"):
+        decode_head_state(body + hashlib.sha256(body).digest(), MANIFEST)
+
+
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [("write", errno.ENOSPC), ("replace", errno.EROFS), ("fsync", errno.EIO)],
+)
+def test_a_failed_save_keeps_the_old_file_and_raises_a_state_write_error(
+    store, tmp_path, monkeypatch, call, code
+):
+    store.save(head_state(epoch=1))
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(param_store.os, call, fail)
+    with pytest.raises(StateWriteError) as caught:
+        store.save(head_state(epoch=2))
+    monkeypatch.undo()
+    assert isinstance(caught.value, OdarError) and caught.value.errno == code
+    assert str(store.path) in str(caught.value) and os.strerror(code) in str(caught.value)
+    assert store.load().epoch == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["head.params"]
+
+
+def test_a_write_that_stops_short_is_continued(store, monkeypatch):
+    real_write = os.write
+
+    def short_write(descriptor, data):
+        return real_write(descriptor, bytes(data[:100]))
+
+    monkeypatch.setattr(param_store.os, "write", short_write)
+    store.save(head_state())
+    monkeypatch.undo()
+    assert_same(store.load(), head_state())
+
+
+def test_an_oversized_file_is_refused_without_reading_it_all(store, monkeypatch):
+    monkeypatch.setattr(param_store, "MAX_FILE_BYTES", 100)
+    store.path.write_bytes(b"x" * 1000)
+    assert store.load() is None
+    assert not store.path.exists()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_bytes_give_only_our_error(data):
+    with pytest.raises(StateError):
+        decode_head_state(data, MANIFEST)
+
+
+@settings(max_examples=100, deadline=None)
+@given(prefix=st.binary(max_size=200))
+def test_random_bytes_with_a_valid_magic_give_only_our_error(prefix):
+    with pytest.raises(StateError):
+        decode_head_state(param_store.MAGIC + prefix, MANIFEST)
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.binary(max_size=300))
+def test_random_files_load_as_none(tmp_path, data):
+    store = ParamStore(tmp_path / "head.params", MANIFEST)
+    store.path.write_bytes(data)
+    assert store.load() is None
+    for aside in tmp_path.glob("head.params.bad-*"):
+        aside.unlink()
+
+
+def test_a_signed_file_with_a_bad_payload_is_refused():
+    header = b'{"manifest_hash": "%s", "payload_length": 4, "schema": 1}' % MANIFEST.encode()
+    body = param_store.MAGIC + len(header).to_bytes(4, "little") + header + b"junk"
+    with pytest.raises(StateError, match="unreadable arrays"):
+        decode_head_state(body + hashlib.sha256(body).digest(), MANIFEST)
