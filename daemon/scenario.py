@@ -1,0 +1,298 @@
+"""Scripted sessions on the emulated wearable: what the wearer does and which buttons they press.
+
+A scenario file (YAML) is a wearer and a list of steps, run in virtual time::
+
+    wearer: {placement: wrist, seed: 7}
+    steps:
+      - activity: sitting          # the emulated wearer starts sitting
+      - press: start               # Collect is selected: start collecting Class A
+      - until: {collected: 30}     # until 30 samples of the selected class are stored
+      - press: start               # stop
+      - until: {loss_settled: true, timeout: 600}
+      - wait: 20                   # virtual seconds
+      - disconnect: 2              # the sensor's wire comes loose for 2 s
+      - stall: 600                 # the I2C bus hangs for 600 s (the watchdog's business)
+      - end: stop                  # stop the daemon (demo); `idle` keeps it running
+
+Presses go through the real gpiozero buttons on the MockFactory's pins, so the daemon cannot
+tell them from a finger.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import yaml
+
+from odar.drivers.clock import Clock
+from odar.drivers.emulated.motion import ACTIVITIES, PLACEMENTS, ActivityStream, Wearer
+from odar.errors import ConfigError
+
+_log = logging.getLogger(__name__)
+
+BUTTONS = ("mode", "class", "start")
+ENDINGS = ("stop", "idle")
+#: How long a scripted finger holds a button down (virtual seconds).
+PRESS_SECONDS = 0.1
+#: Checks of an `until` condition per virtual second.
+POLLS_PER_SECOND = 4
+
+
+class ScenarioError(ConfigError):
+    """A scenario file names an unknown step, activity or button, or a bad value."""
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    value: Any
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    path: Path
+    placement: str
+    seed: int
+    steps: tuple[Step, ...] = field(default_factory=tuple)
+
+
+def resolve_scenario(name_or_path: str, config_dir: Path) -> Path:
+    """A path as given, or a built-in name looked up in ``scenarios/`` beside the config."""
+    given = Path(name_or_path)
+    candidates = [given] if given.suffix else []
+    if given.is_absolute() is False:
+        candidates += [
+            config_dir / given,
+            config_dir / "scenarios" / f"{name_or_path}.yaml",
+            Path(__file__).resolve().parent.parent / "etc" / "scenarios" / f"{name_or_path}.yaml",
+        ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ScenarioError(
+        f"sensor.emulated.scenario: {name_or_path!r} is neither a file nor a built-in scenario "
+        f"(looked in {', '.join(str(c) for c in candidates)})"
+    )
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ScenarioError(f"{path}: cannot read: {error.strerror}") from error
+    except yaml.YAMLError as error:
+        raise ScenarioError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: expected a mapping with `wearer` and `steps`")
+    unknown = set(raw) - {"wearer", "steps", "description"}
+    if unknown:
+        raise ScenarioError(f"{path}: unknown key(s) {sorted(unknown)}")
+    wearer = raw.get("wearer") or {}
+    if not isinstance(wearer, dict) or set(wearer) - {"placement", "seed"}:
+        raise ScenarioError(
+            f"{path}: wearer: expected {{placement: NAME, seed: N}}, got {wearer!r}"
+        )
+    placement = wearer.get("placement", "wrist")
+    if placement not in PLACEMENTS:
+        raise ScenarioError(f"{path}: wearer.placement: {placement!r} is not one of {PLACEMENTS}")
+    seed = wearer.get("seed", 0)
+    if not isinstance(seed, int):
+        raise ScenarioError(f"{path}: wearer.seed: {seed!r} is not a whole number")
+    steps = raw.get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise ScenarioError(f"{path}: steps: expected a non-empty list")
+    return Scenario(path, placement, seed, tuple(_step(path, i, s) for i, s in enumerate(steps)))
+
+
+def _step(path: Path, index: int, raw: object) -> Step:
+    where = f"{path}: steps[{index}]"
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise ScenarioError(f"{where}: expected one `kind: value` pair, got {raw!r}")
+    ((kind, value),) = raw.items()
+    if kind == "activity":
+        if value not in ACTIVITIES:
+            raise ScenarioError(f"{where}: activity {value!r} is not one of {list(ACTIVITIES)}")
+        return Step(kind, value)
+    if kind == "press":
+        if value not in BUTTONS:
+            raise ScenarioError(f"{where}: press {value!r}: buttons are {BUTTONS}")
+        return Step(kind, value)
+    if kind in ("wait", "disconnect", "stall"):
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ScenarioError(f"{where}: {kind}: {value!r} is not a number of seconds >= 0")
+        return Step(kind, float(value))
+    if kind == "until":
+        return _until(where, value)
+    if kind == "end":
+        if value not in ENDINGS:
+            raise ScenarioError(f"{where}: end: {value!r} is not one of {ENDINGS}")
+        return Step(kind, value)
+    raise ScenarioError(
+        f"{where}: unknown step {kind!r} (activity, press, wait, until, disconnect, stall, end)"
+    )
+
+
+def _until(where: str, value: object) -> Step:
+    conditions = ("collected", "epochs", "loss_settled")
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: until: expected a mapping, got {value!r}")
+    timeout = value.get("timeout", 600)
+    chosen = [k for k in value if k != "timeout"]
+    if len(chosen) != 1 or chosen[0] not in conditions:
+        raise ScenarioError(f"{where}: until: name one of {conditions} (and a timeout)")
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        raise ScenarioError(f"{where}: until.timeout: {timeout!r} is not seconds > 0")
+    return Step("until", (chosen[0], value[chosen[0]]), float(timeout))
+
+
+class SwitchableMotion:
+    """A MotionSource whose activity the scenario changes at given (virtual) times."""
+
+    def __init__(self, wearer: Wearer, activity: str, seed: int) -> None:
+        self._wearer = wearer
+        self._seeds = np.random.SeedSequence(seed)
+        self._lock = threading.Lock()
+        self._starts: list[float] = [float("-inf")]
+        self._streams: list[ActivityStream] = [self._stream(activity)]
+
+    def _stream(self, activity: str) -> ActivityStream:
+        (seed,) = self._seeds.spawn(1)
+        return ActivityStream(activity, self._wearer, int(seed.generate_state(1)[0]))
+
+    def switch(self, t: float, activity: str) -> None:
+        with self._lock:
+            self._starts.append(t)
+            self._streams.append(self._stream(activity))
+
+    def activity_at(self, t: float) -> str:
+        with self._lock:
+            index = int(np.searchsorted(self._starts, t, side="right")) - 1
+            return self._streams[index].activity
+
+    def activity_between(self, t0: float, t1: float) -> str | None:
+        """The one activity done over all of [t0, t1], or None if it changed within."""
+        with self._lock:
+            first = int(np.searchsorted(self._starts, t0, side="right")) - 1
+            last = int(np.searchsorted(self._starts, t1, side="right")) - 1
+            return self._streams[first].activity if first == last else None
+
+    def read(self, times: np.ndarray) -> np.ndarray:
+        times = np.asarray(times, dtype=np.float64)
+        with self._lock:
+            starts, streams = list(self._starts), list(self._streams)
+        out = np.empty((len(times), 6))
+        which = np.searchsorted(starts, times, side="right") - 1
+        for index in np.unique(which):
+            rows = which == index
+            out[rows] = streams[index].read(times[rows])
+        return out
+
+
+class DaemonProbe(Protocol):
+    """What a scenario asks of the daemon it drives."""
+
+    def selected_class_count(self) -> int: ...
+    def epochs_trained(self) -> int: ...
+    def loss_settled(self) -> bool: ...
+    def request_stop(self) -> None: ...
+
+
+@dataclass
+class Faults:
+    disconnect: Callable[[float], None]
+    stall: Callable[[float], None]
+
+
+class ScenarioPlayer:
+    """Plays a scenario on its own thread: activities, presses, waits, faults."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        motion: SwitchableMotion,
+        clock: Clock,
+        press_pins: Mapping[str, Any],
+        probe: DaemonProbe,
+        faults: Faults,
+        logger: logging.Logger = _log,
+    ) -> None:
+        self.scenario = scenario
+        self._motion = motion
+        self._clock = clock
+        self._pins = press_pins
+        self._probe = probe
+        self._faults = faults
+        self._log = logger
+        self._cancel = threading.Event()
+        self.finished = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="odar-scenario", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _sleep(self, seconds: float) -> None:
+        end = self._clock.monotonic() + seconds
+        while not self._cancel.is_set():
+            left = end - self._clock.monotonic()
+            if left <= 0:
+                return
+            self._clock.sleep(min(left, 1.0 / POLLS_PER_SECOND))
+
+    def _run(self) -> None:
+        try:
+            for step in self.scenario.steps:
+                if self._cancel.is_set():
+                    return
+                self._play(step)
+        except Exception:
+            self._log.exception("scenario %s failed", self.scenario.path)
+        finally:
+            self.finished.set()
+
+    def _play(self, step: Step) -> None:
+        now = self._clock.monotonic()
+        if step.kind == "activity":
+            self._log.info("scenario: the wearer is now %s", step.value)
+            self._motion.switch(now, step.value)
+        elif step.kind == "press":
+            pin = self._pins[step.value]
+            pin.drive_low()
+            self._sleep(PRESS_SECONDS)
+            pin.drive_high()
+            self._sleep(PRESS_SECONDS)
+        elif step.kind == "wait":
+            self._sleep(step.value)
+        elif step.kind == "disconnect":
+            self._log.info("scenario: the sensor's wire comes loose for %.1f s", step.value)
+            self._faults.disconnect(step.value)
+        elif step.kind == "stall":
+            self._log.info("scenario: the I2C bus stalls for %.1f s", step.value)
+            self._faults.stall(step.value)
+        elif step.kind == "until":
+            self._until(step)
+        elif step.kind == "end" and step.value == "stop":
+            self._probe.request_stop()
+
+    def _until(self, step: Step) -> None:
+        condition, target = step.value
+        checks: dict[str, Callable[[], bool]] = {
+            "collected": lambda: self._probe.selected_class_count() >= int(target),
+            "epochs": lambda: self._probe.epochs_trained() >= int(target),
+            "loss_settled": lambda: self._probe.loss_settled() == bool(target),
+        }
+        deadline = self._clock.monotonic() + (step.timeout or 0.0)
+        while not checks[condition]():
+            if self._clock.monotonic() >= deadline:
+                self._log.warning("scenario: until %s %s timed out", condition, target)
+                return
+            self._sleep(1.0 / POLLS_PER_SECOND)
