@@ -7,6 +7,7 @@ MockFactory, with a scripted wearer (see :mod:`odar.scenario`). The daemon canno
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 from dataclasses import dataclass
@@ -104,7 +105,13 @@ def _open_emulated(config: Config, config_dir: Path) -> Wearable:
     emulated = config.sensor.emulated
     scenario = load_scenario(resolve_scenario(emulated.scenario, config_dir))
     seed = emulated.seed if emulated.seed is not None else scenario.seed
-    wearer = Wearer.random(np.random.default_rng(seed), placements=[scenario.placement])
+    # Noise and bias stay (the emulated chip has none of its own); saturation and
+    # quantisation are the chip's job at the configured full scale.
+    wearer = dataclasses.replace(
+        Wearer.random(np.random.default_rng(seed), placements=[scenario.placement]),
+        accel_range_g=None,
+        gyro_range_dps=None,
+    )
     first = next((s.value for s in scenario.steps if s.kind == "activity"), "sitting")
     motion = SwitchableMotion(wearer, first, seed)
     clock = ScaledClock(emulated.speed)

@@ -10,13 +10,19 @@ need_apt=()
 # systemd-python builds from source (no wheels): it needs libsystemd's headers and pkg-config.
 pkg-config --exists libsystemd 2>/dev/null || need_apt+=(libsystemd-dev pkg-config)
 command -v gcc >/dev/null || need_apt+=(gcc)
+# The tests boot a throwaway systemd in a namespace and install into a scratch Debian root.
+command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+command -v unshare >/dev/null && command -v nsenter >/dev/null || need_apt+=(util-linux)
+command -v useradd >/dev/null || need_apt+=(passwd)
+[ -x /lib/systemd/systemd ] || need_apt+=(systemd)
+command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 if ((${#need_apt[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "setup: installing ${need_apt[*]} with apt-get"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
     else
-        echo "setup: please install ${need_apt[*]} (needed to build systemd-python)" >&2
+        echo "setup: please install ${need_apt[*]} (to build systemd-python and run the tests)" >&2
         exit 1
     fi
 fi

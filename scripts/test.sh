@@ -1,7 +1,31 @@
 #!/usr/bin/env bash
-# The test suite, as CI runs it. `make test` calls this after setting up .venv.
+# The test suite, as CI runs it: `make test` calls this after setting up .venv.
+#   1. ruff over the tree;
+#   2. the whole suite on tflite-runtime 2.14 with numpy 1.x (Pi OS Bookworm's pairing);
+#   3. the artifacts again on ai-edge-litert (Pi OS Trixie's runtime), in .venv-litert;
+#   4. a smoke build of the artifacts with TensorFlow, in .venv-build.
+# Arguments go to the main pytest run (stage 2); ODAR_TEST_STAGES=2 runs only that stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=.venv/bin
-"$bin/ruff" check .
-"$bin/python" -m pytest "$@"
+stages=${ODAR_TEST_STAGES:-1234}
+python=${PYTHON:-python3}
+
+if [[ $stages == *1* ]]; then
+    echo "== 1. ruff"
+    .venv/bin/ruff check .
+fi
+if [[ $stages == *2* ]]; then
+    echo "== 2. pytest on tflite-runtime"
+    .venv/bin/python -m pytest "$@"
+fi
+if [[ $stages == *3* ]]; then
+    echo "== 3. the artifacts on ai-edge-litert"
+    bash scripts/setup-litert.sh "$python" .venv-litert
+    ODAR_TFLITE_RUNTIME=ai-edge-litert .venv-litert/bin/python -m pytest -p no:cacheprovider \
+        tests/test_artifacts_runtime.py tests/test_head.py tests/test_bottleneck.py
+fi
+if [[ $stages == *4* ]]; then
+    echo "== 4. smoke build with TensorFlow"
+    bash scripts/setup-build.sh "$python" .venv-build
+    .venv-build/bin/python -m pytest -p no:cacheprovider tests/test_build_smoke.py
+fi

@@ -1,0 +1,236 @@
+"""``odar bench sensor``: its JSON, its figures against the issue's targets, its instruments.
+
+Short virtual runs (20-60 s); the 600-second figures come from running the bench itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from odar.bench import sensor as bench_sensor
+from odar.bench.sensor import (
+    MAX_BYTES_PER_SAMPLE,
+    MAX_TRANSACTIONS_PER_SECOND,
+    CpuTimedBus,
+    Disconnect,
+    FaultTrace,
+    FirstWarningsOnly,
+    WireSnapshot,
+    measure_stream,
+    window_is_contiguous,
+)
+from odar.cli import main
+from odar.drivers.mpu6050 import MPU6050, DriverCounters, SensorBlock
+from odar.drivers.mpu6050_registers import FIFO_CAPACITY_SAMPLES
+from odar.drivers.sensor_settings import SensorSettings
+from odar.ring_buffer import RingBuffer
+from odar.sensor_rig import StillMotion, build_emulated_sensor
+from odar.windows import Window, WindowCutter
+
+REQUIRED_KEYS = (
+    "samples_expected",
+    "samples_received",
+    "samples_lost",
+    "gaps",
+    "bus_bytes",
+    "bus_transactions",
+    "bytes_per_sample",
+    "transactions_per_second",
+    "cpu_seconds",
+)
+
+
+def bench_json(capsys, *extra: str) -> dict:
+    argv = ["bench", "sensor", "--motion", "still", "--json", *extra]
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def fast_bus_report() -> dict:
+    """One 30 s run at 1 kHz on a 400 kHz bus, with a 3 s baseline, shared by the tests."""
+    parser = argparse.ArgumentParser()
+    bench_sensor.add_arguments(parser)
+    args = parser.parse_args(
+        ["--seconds", "30", "--baseline-seconds", "3", "--motion", "still", "--json"]
+    )
+    return bench_sensor.bench(args, logging.getLogger("test.bench.fast"))
+
+
+def test_the_json_has_every_figure_for_the_driver_and_the_baseline(fast_bus_report) -> None:
+    for key in REQUIRED_KEYS:
+        assert key in fast_bus_report, key
+        assert key in fast_bus_report["baseline"], f"baseline.{key}"
+    assert fast_bus_report["baseline"]["seconds"] == 3.0
+    assert fast_bus_report["seconds"] == 30.0
+    assert "address byte" in fast_bus_report["definitions"]["bus_bytes"]
+    assert set(fast_bus_report["ratio"]) >= {"driver_cpu_us_per_sample", "transactions_per_sample"}
+
+
+def test_received_plus_lost_is_what_the_chip_made_less_the_fifos_leftover(
+    fast_bus_report,
+) -> None:
+    for run in (fast_bus_report, fast_bus_report["baseline"]):
+        assert run["samples_expected"] == round(1000 * run["seconds"])
+        delivered_or_counted = run["samples_received"] + run["samples_lost"]
+        assert 0 <= run["samples_expected"] - delivered_or_counted <= FIFO_CAPACITY_SAMPLES + 2
+    assert fast_bus_report["samples_unaccounted"] == 0
+
+
+def test_at_1khz_on_a_400khz_bus_the_targets_are_met(fast_bus_report) -> None:
+    r = fast_bus_report
+    assert r["bus_can_carry"] is True
+    assert r["samples_lost"] == 0 and r["gaps"] == 0
+    assert 12.0 < r["bytes_per_sample"] <= MAX_BYTES_PER_SAMPLE
+    assert r["transactions_per_second"] <= MAX_TRANSACTIONS_PER_SECOND
+    assert r["targets"]["met"] is True
+
+
+def test_the_baseline_is_worse_on_the_bus_and_the_ratios_say_so(fast_bus_report) -> None:
+    ours, theirs = fast_bus_report, fast_bus_report["baseline"]
+    # 14 one-byte register reads a sample, each its own transaction of 4 bytes.
+    assert theirs["transactions_per_sample"] == pytest.approx(14.0)
+    assert theirs["bytes_per_sample"] == pytest.approx(56.0)
+    assert theirs["transactions_per_second"] > 100 * ours["transactions_per_second"]
+    ratio = fast_bus_report["ratio"]
+    assert ratio["transactions_per_sample"] == pytest.approx(
+        theirs["transactions_per_sample"] / ours["transactions_per_sample"]
+    )
+    assert ratio["bytes_per_sample"] > 4
+    # 14 transactions take longer than the 1 ms between samples even at 400 kHz.
+    assert theirs["samples_lost"] > 0
+
+
+def test_the_wire_count_of_bytes_agrees_with_the_readers_own_count(fast_bus_report) -> None:
+    for run in (fast_bus_report, fast_bus_report["baseline"]):
+        assert run["bus_bytes"] == run["reader_reported_bus_bytes"]
+        assert run["bus_bytes"] - run["bus_data_bytes"] >= run["bus_transactions"]
+
+
+def test_cpu_is_split_between_driver_and_emulator(fast_bus_report) -> None:
+    for run in (fast_bus_report, fast_bus_report["baseline"]):
+        assert run["cpu_seconds"] >= run["emulator_cpu_seconds"] >= 0
+        total = run["driver_cpu_seconds"] + run["emulator_cpu_seconds"]
+        assert total == pytest.approx(run["cpu_seconds"])
+
+
+def test_at_1khz_on_a_100khz_bus_it_says_what_to_set_and_counts_the_loss(caplog) -> None:
+    settings = SensorSettings(rate_hz=1000, bus_hz=100_000, dlpf_cfg=1)
+    logger = logging.getLogger("test.bench.slow")
+    with caplog.at_level(logging.WARNING, logger="test.bench.slow"):
+        run = measure_stream(MPU6050, settings, 20.0, StillMotion(), logger)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors, "no ERROR at start"
+    first = caplog.records[0]
+    assert first.levelno == logging.ERROR
+    assert "dtparam=i2c_arm_baudrate=400000" in first.getMessage()
+    assert "bus 1" in first.getMessage() and "0x68" in first.getMessage()
+    figures = run.figures()
+    assert figures["samples_lost"] > 0 and figures["gaps"] > 0
+    # Every gap is logged with its count: nothing is lost silently.
+    gap_lines = [r for r in caplog.records if "samples lost" in r.getMessage()]
+    assert len(gap_lines) == figures["gaps"]
+    # The emulator's truth agrees with what the driver counted, to a sample per gap.
+    assert abs(figures["samples_unaccounted"]) <= figures["gaps"]
+    assert figures["samples_lost"] + figures["samples_received"] <= figures["samples_expected"]
+    assert figures["log"]["counts"]["error"] == 1
+
+
+def test_the_table_names_the_fix_when_the_bus_is_too_slow(capsys) -> None:
+    argv = ["bench", "sensor", "--motion", "still", "--seconds", "5", "--bus-hz", "100000"]
+    assert main([*argv, "--baseline-seconds", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "samples lost (counted)" in captured.out
+    assert "NOT met" in captured.out
+    assert "dtparam=i2c_arm_baudrate=400000" in captured.out
+    assert "ERROR" in captured.err and "dtparam=i2c_arm_baudrate=400000" in captured.err
+    # Overflows log two warnings each; only the first few reach the terminal.
+    assert "more warnings not shown" in captured.err
+
+
+def test_the_disconnect_scenario_is_reported(capsys) -> None:
+    report = bench_json(
+        capsys, "--seconds", "2", "--baseline-seconds", "0", "--disconnects", "5", "--rate", "200"
+    )
+    assert "baseline" not in report
+    faults = report["disconnects"]
+    assert faults["injected"] == 5 and faults["gaps_marked"] == 5
+    assert faults["ok"] is True
+
+
+def test_realistic_motion_runs_through_the_bench(capsys) -> None:
+    report = bench_json(
+        capsys,
+        "--motion",
+        "walking",
+        "--seconds",
+        "2",
+        "--baseline-seconds",
+        "0.2",
+        "--rate",
+        "500",
+    )
+    assert report["settings"]["motion"] == "walking"
+    assert report["samples_received"] > 900 and report["samples_unaccounted"] == 0
+
+
+def test_the_wire_snapshot_counts_address_bytes_per_message() -> None:
+    bus = build_emulated_sensor(SensorSettings(), StillMotion()).bus
+    bus.read_byte_data(0x68, 0x75)  # address+W, register, address+R, data
+    bus.write_byte_data(0x68, 0x6B, 0x00)  # address+W, register, data
+    bus.read_i2c_block_data(0x68, 0x3B, 14)  # address+W, register, address+R, 14 data
+    snapshot = WireSnapshot.of(bus)
+    assert snapshot.transactions == 3
+    assert snapshot.data_bytes == 2 + 2 + 15
+    assert snapshot.wire_bytes == 4 + 3 + 17
+
+
+def test_the_timed_bus_passes_calls_through_and_adds_up_their_cpu() -> None:
+    sensor = build_emulated_sensor(SensorSettings(), StillMotion())
+    timed = CpuTimedBus(sensor.bus)
+    assert timed.read_byte_data(0x68, 0x75) == 0x68
+    assert timed.bus_hz == sensor.bus.bus_hz
+    assert sensor.bus.stats.transactions == 1
+    assert timed.cpu_seconds >= 0.0
+
+
+def test_only_the_first_warnings_reach_the_terminal_but_every_error_does() -> None:
+    shown = FirstWarningsOnly(limit=2)
+
+    def record(level: int) -> logging.LogRecord:
+        return logging.LogRecord("x", level, __file__, 1, "m", None, None)
+
+    passed = [shown.filter(record(logging.WARNING)) for _ in range(5)]
+    assert passed == [True, True, False, False, False]
+    assert shown.filter(record(logging.ERROR)) is True
+    assert shown.held_back == 3
+
+
+def test_a_window_with_a_hole_is_not_contiguous() -> None:
+    period = 0.001
+    times = np.arange(400) * 10 * period
+    whole = Window(np.zeros((400, 6), np.float32), times, 0.0, float(times[-1]), 0)
+    assert window_is_contiguous(whole, 10 * period, period)
+    holed = np.where(np.arange(400) >= 200, times + 0.050, times)
+    broken = Window(np.zeros((400, 6), np.float32), holed, 0.0, float(holed[-1]), 0)
+    assert not window_is_contiguous(broken, 10 * period, period)
+
+
+def test_the_fault_verdict_fails_a_reader_that_hides_a_gap() -> None:
+    period = 0.01
+    trace = FaultTrace(WindowCutter(RingBuffer(4096), window=400, hop=100), period)
+    trace.disconnects.append(Disconnect(start=5.0, seconds=0.3, power_loss=False))
+    times = np.arange(0.0, 10.0, period)
+    times = times[(times < 5.0) | (times >= 5.3)]  # 30 samples missing, and no gap mark
+    for chunk in np.array_split(times, len(times) // 10):
+        trace.take(SensorBlock(chunk, np.zeros((len(chunk), 6), np.float32)))
+    report = trace.report(DriverCounters())
+    assert report["disconnects_with_one_gap"] == 0
+    assert report["windows"] > 0
+    assert report["windows_spanning_gap"] > 0 and report["windows_not_contiguous"] > 0
+    assert report["ok"] is False
