@@ -1,0 +1,105 @@
+"""The pretrained base: a small 1-D conv net from a (400, 6) SI window to a feature vector.
+
+Scaling lives inside the model (accelerometer / g, gyroscope as is in rad/s, plus the two
+vector magnitudes, which do not depend on how the device sits on the body), so the daemon
+feeds the driver's samples unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+GRAVITY = 9.80665
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    window: int = 400
+    filters: tuple[int, ...] = (32, 48, 64, 64)
+    feature_size: int = 128  # global average and max pooling of the last conv layer
+    dropout: float = 0.3
+
+
+def _scale_inputs(window: tf.Tensor) -> tf.Tensor:
+    accel = window[..., :3] / GRAVITY
+    gyro = window[..., 3:]
+    accel_norm = tf.sqrt(tf.reduce_sum(tf.square(accel), axis=-1, keepdims=True) + 1e-6)
+    gyro_norm = tf.sqrt(tf.reduce_sum(tf.square(gyro), axis=-1, keepdims=True) + 1e-6)
+    return tf.concat([accel, gyro, accel_norm - 1.0, gyro_norm], axis=-1)
+
+
+def build_base(spec: BaseSpec) -> tf.keras.Model:
+    """Conv layers with stride 2 (fast on a Pi), then average and max pooling -> features."""
+    if spec.feature_size != 2 * spec.filters[-1]:
+        raise ValueError(f"feature_size {spec.feature_size} must be 2 x last filters")
+    inputs = tf.keras.Input((spec.window, 6), name="window")
+    x = tf.keras.layers.Lambda(_scale_inputs, name="scale")(inputs)
+    for i, filters in enumerate(spec.filters):
+        x = tf.keras.layers.Conv1D(
+            filters, 7 if i == 0 else 5, strides=2, padding="same", name=f"conv{i}"
+        )(x)
+        x = tf.keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = tf.keras.layers.ReLU(name=f"relu{i}")(x)
+    features = tf.keras.layers.Concatenate(name="features")(
+        [
+            tf.keras.layers.GlobalAveragePooling1D(name="avg")(x),
+            tf.keras.layers.GlobalMaxPooling1D(name="max")(x),
+        ]
+    )
+    return tf.keras.Model(inputs, features, name="bottleneck")
+
+
+def pretrain(
+    spec: BaseSpec,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    num_classes: int,
+    epochs: int,
+    seed: int,
+) -> tuple[tf.keras.Model, dict[str, float]]:
+    """Supervised activity classification; the classifier on top is thrown away after."""
+    tf.keras.utils.set_random_seed(seed)
+    base = build_base(spec)
+    inputs = tf.keras.Input((spec.window, 6))
+    features = base(inputs)
+    hidden = tf.keras.layers.Dropout(spec.dropout)(features)
+    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(hidden)
+    classifier = tf.keras.Model(inputs, outputs)
+    classifier.compile(
+        optimizer=tf.keras.optimizers.Adam(2e-3),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    history = classifier.fit(
+        x_train,
+        y_train,
+        validation_data=(x_val, y_val),
+        epochs=epochs,
+        batch_size=64,
+        verbose=2,
+    )
+    _, val_accuracy = classifier.evaluate(x_val, y_val, verbose=0)
+    quality = {
+        "pretrain_classes": num_classes,
+        "train_windows": len(x_train),
+        "validation_windows": len(x_val),
+        "epochs": epochs,
+        "final_train_accuracy": float(history.history["accuracy"][-1]),
+        "validation_accuracy": float(val_accuracy),
+    }
+    return base, quality
+
+
+def bottleneck_function(base: tf.keras.Model, window: int):
+    """The base as a named signature: ``window`` (1, 400, 6) -> ``features`` (1, F)."""
+
+    @tf.function(input_signature=[tf.TensorSpec((1, window, 6), tf.float32, name="window")])
+    def bottleneck(window_tensor):
+        return {"features": base(window_tensor, training=False)}
+
+    return bottleneck.get_concrete_function()
