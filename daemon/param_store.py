@@ -155,6 +155,7 @@ class ParamStore:
 
     def load(self) -> HeadState | None:
         """The saved state, or None if there is none or it was bad (then it is moved aside)."""
+        remove_stale_temporaries(self.path, self._log)
         try:
             data = read_bounded(self.path, MAX_FILE_BYTES)
         except FileNotFoundError:
@@ -215,6 +216,23 @@ def write_atomically(path: Path, data: bytes) -> None:
             error.errno, f"cannot save {path}: {error.strerror or error}"
         ) from error
     fsync_directory(path.parent)
+
+
+def remove_stale_temporaries(path: Path, logger: logging.Logger = _log) -> None:
+    """Delete temp files that a process killed mid-save left beside *path* (see
+    :func:`write_atomically`); the file itself was never touched by them."""
+    ours = f".{path.name}.tmp-{os.getpid()}"
+    try:
+        leftovers = [p for p in path.parent.glob(f".{path.name}.tmp-*") if p.name != ours]
+    except OSError:
+        return
+    for leftover in leftovers:
+        try:
+            leftover.unlink()
+        except OSError as error:
+            logger.warning("cannot remove the stale %s: %s", leftover, error.strerror)
+        else:
+            logger.info("removed %s, left by a save that was cut short", leftover.name)
 
 
 def fsync_directory(directory: Path) -> None:

@@ -21,6 +21,7 @@ tell them from a finger.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,7 +118,8 @@ def _step(path: Path, index: int, raw: object) -> Step:
         raise ScenarioError(f"{where}: expected one `kind: value` pair, got {raw!r}")
     ((kind, value),) = raw.items()
     if kind == "activity":
-        if value not in ACTIVITIES:
+        # ACTIVITIES is a dict: an unhashable value (a list, a mapping) must not reach `in`.
+        if not isinstance(value, str) or value not in ACTIVITIES:
             raise ScenarioError(f"{where}: activity {value!r} is not one of {list(ACTIVITIES)}")
         return Step(kind, value)
     if kind == "press":
@@ -125,7 +127,7 @@ def _step(path: Path, index: int, raw: object) -> Step:
             raise ScenarioError(f"{where}: press {value!r}: buttons are {BUTTONS}")
         return Step(kind, value)
     if kind in ("wait", "disconnect", "stall"):
-        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+        if not _is_seconds(value) or value < 0:
             raise ScenarioError(f"{where}: {kind}: {value!r} is not a number of seconds >= 0")
         return Step(kind, float(value))
     if kind == "until":
@@ -139,6 +141,16 @@ def _step(path: Path, index: int, raw: object) -> Step:
     )
 
 
+def _is_seconds(value: object) -> bool:
+    """A finite number: NaN would make the player spin, infinity wait forever."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an integer beyond any float
+        return False
+
+
 def _until(where: str, value: object) -> Step:
     conditions = ("collected", "epochs", "loss_settled")
     if not isinstance(value, dict):
@@ -147,7 +159,7 @@ def _until(where: str, value: object) -> Step:
     chosen = [k for k in value if k != "timeout"]
     if len(chosen) != 1 or chosen[0] not in conditions:
         raise ScenarioError(f"{where}: until: name one of {conditions} (and a timeout)")
-    if not isinstance(timeout, int | float) or timeout <= 0:
+    if not _is_seconds(timeout) or timeout <= 0:
         raise ScenarioError(f"{where}: until.timeout: {timeout!r} is not seconds > 0")
     return Step("until", (chosen[0], value[chosen[0]]), float(timeout))
 

@@ -186,3 +186,13 @@ def test_a_signed_file_with_a_bad_payload_is_refused():
     body = param_store.MAGIC + len(header).to_bytes(4, "little") + header + b"junk"
     with pytest.raises(StateError, match="unreadable arrays"):
         decode_head_state(body + hashlib.sha256(body).digest(), MANIFEST)
+
+
+def test_load_removes_temp_files_left_by_a_killed_save(tmp_path):
+    store = ParamStore(tmp_path / "head.params", "a" * 64)
+    store.save(HeadState({"w": np.ones(3, np.float32)}, {}, 4))
+    stale = tmp_path / ".head.params.tmp-999999"
+    stale.write_bytes(b"half a save")
+    loaded = store.load()
+    assert loaded is not None and loaded.epoch == 4
+    assert not stale.exists()
