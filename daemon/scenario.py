@@ -161,7 +161,13 @@ def _until(where: str, value: object) -> Step:
         raise ScenarioError(f"{where}: until: name one of {conditions} (and a timeout)")
     if not _is_seconds(timeout) or timeout <= 0:
         raise ScenarioError(f"{where}: until.timeout: {timeout!r} is not seconds > 0")
-    return Step("until", (chosen[0], value[chosen[0]]), float(timeout))
+    condition, target = chosen[0], value[chosen[0]]
+    if condition == "loss_settled":
+        if not isinstance(target, bool):
+            raise ScenarioError(f"{where}: until.loss_settled: {target!r} is not true or false")
+    elif not isinstance(target, int) or isinstance(target, bool) or target < 0:
+        raise ScenarioError(f"{where}: until.{condition}: {target!r} is not a whole number >= 0")
+    return Step("until", (condition, target), float(timeout))
 
 
 class SwitchableMotion:

@@ -19,6 +19,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -407,3 +408,19 @@ def test_any_json_controls_state_gives_only_our_error_or_a_valid_selection(docum
         assert isinstance(error, OdarError) and str(error).startswith("controls.json")
         return
     assert isinstance(mode, Mode) and class_index in (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("until", "key"),
+    [
+        ("{collected: [1]}", "until.collected"),
+        ("{epochs: -3}", "until.epochs"),
+        ("{epochs: true}", "until.epochs"),
+        ("{loss_settled: 2}", "until.loss_settled"),
+    ],
+)
+def test_scenario_until_targets_are_checked_when_loaded(tmp_path, until, key):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"steps:\n  - until: {until}\n")
+    with pytest.raises(ScenarioError, match=key.replace(".", r"\.")):
+        load_scenario(path)
