@@ -1,0 +1,417 @@
+"""``odar bench daemon``: latency, CPU, memory and start-up of the daemon on the emulated wearable.
+
+One run of the real daemon (:class:`odar.service.Daemon`) in this process, driven by a
+scripted session: idle (Collect, stopped) for a baseline, collect both classes, train
+briefly, then infer across alternating sitting and walking for ``--infer-seconds``. The
+world runs ``--speed`` times faster than real time (a :class:`ScaledClock`). What each figure
+means is in :data:`DEFINITIONS`, which the JSON repeats under ``definitions``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from odar.config import Config, load_config
+from odar.demo import DEMO_CONFIG, DemoRecorder
+from odar.journal import setup_logging
+from odar.notifier import SystemdNotifier
+from odar.service import Daemon, Inferred
+
+DEFINITIONS = {
+    "latency": (
+        "per inferred window: the clock time when the motor was told (or would have been) "
+        "minus window.t_end, the timestamp of the window's last sensor sample. It holds the "
+        "sample's wait in the FIFO until the next read (up to the driver's 0.1 s poll), the "
+        "ring buffer and window cutter, the bottleneck and the head. virtual_seconds are on "
+        "the emulated world's clock; real_seconds = virtual_seconds / speed, the wall time it "
+        "took in this run. At speed 1 (--speed 1) the two are the same and are what the "
+        "wearable's user feels (at speed S the FIFO wait shrinks S-fold in real time while "
+        "the compute does not, so compute shows up S times larger in virtual seconds)"
+    ),
+    "cpu_seconds_per_sensor_second": (
+        "process CPU time (time.process_time: every thread, user + system) divided by the "
+        "virtual seconds of sensor data that passed. `infer` spans the first to the last "
+        "inferred window; `idle` is the same run's baseline, the daemon stopped in Collect "
+        "(the emulated chip and bus, the driver, the ring buffer and the window cutter still "
+        "run, nothing is inferred). In this process the emulator's cost is part of both "
+        "figures; `infer_minus_idle` is infer mode's own cost (bottleneck, head, motor, "
+        "logging). Per sensor second the figures do not depend on --speed. *_by_thread: "
+        "the same from each thread's own CPU clock (odar-sensor: driver and emulated chip; "
+        "odar-windows: window cutter, and in infer mode bottleneck and head; MainThread: the "
+        "signal loop; others: gpiozero, motor, scenario, this bench's meter), which the rest "
+        "of a shared machine does not disturb"
+    ),
+    "memory": (
+        "peak_rss_mib: resource.getrusage(RUSAGE_SELF).ru_maxrss, the process's peak resident "
+        "set; current_rss_mib: VmRSS from /proc/self/status at the end of the infer phase. "
+        "Both include the emulator and this bench (a few MiB)"
+    ),
+    "startup": (
+        "real seconds to READY=1: process_start_to_ready from the kernel's start time of this "
+        "process (includes the Python and numpy/TFLite imports), daemon_to_ready from "
+        "Daemon.run() being called (artifacts checked and loaded, stores opened, sensor probed "
+        "and started, first samples read); READY=1 is the notifier's call"
+    ),
+}
+
+#: Samples of each class collected before training (at least the artifacts' train batch).
+COLLECT_PER_CLASS = 12
+#: Epochs the bench trains before inferring: enough to separate sitting from walking.
+TRAIN_EPOCHS = 80
+#: Virtual seconds at the start of the baseline and before its end that are left out.
+BASELINE_MARGIN = 1.0
+#: Virtual seconds between reads of VmRSS while inferring (a file read on the window thread).
+RSS_EVERY = 5.0
+#: Virtual seconds per activity while inferring.
+INFER_SEGMENT = 20.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEMO_CONFIG,
+        help="configuration whose artifacts and sensor settings are used (default: the demo's)",
+    )
+    parser.add_argument("--speed", type=float, default=10.0, help="virtual seconds per second")
+    parser.add_argument(
+        "--infer-seconds", type=float, default=120.0, help="virtual seconds of infer mode"
+    )
+    parser.add_argument(
+        "--idle-seconds", type=float, default=30.0, help="virtual seconds of the idle baseline"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the emulated wearer")
+    parser.add_argument("--verbose", action="store_true", help="the daemon's info lines on stderr")
+
+
+class TimingNotifier(SystemdNotifier):
+    """The real notifier (a no-op without NOTIFY_SOCKET) that also notes when READY=1 went."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready_real: float | None = None
+
+    def ready(self) -> bool:
+        if self.ready_real is None:
+            self.ready_real = time.monotonic()
+        return super().ready()
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuMark:
+    """Virtual time, process CPU time and CPU time per live thread (by name) at one moment."""
+
+    virtual: float
+    process: float
+    threads: dict[str, float]
+
+    @classmethod
+    def now(cls, virtual: float) -> CpuMark:
+        return cls(virtual, time.process_time(), thread_cpu_seconds())
+
+    def per_sensor_second(self, later: CpuMark) -> tuple[float, float, dict[str, float]] | None:
+        """(sensor seconds, process CPU per sensor second, per thread) from here to *later*."""
+        span = later.virtual - self.virtual
+        if span <= 0:
+            return None
+        threads = {
+            name: (later.threads[name] - self.threads[name]) / span
+            for name in sorted(self.threads.keys() & later.threads.keys())
+        }
+        return span, (later.process - self.process) / span, threads
+
+
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds each live thread has used, from its POSIX per-thread CPU clock."""
+    seconds: dict[str, float] = {}
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)
+            seconds[thread.name] = seconds.get(thread.name, 0.0) + time.clock_gettime(clock)
+        except (OSError, ProcessLookupError):
+            continue  # it ended between enumerate() and here
+    return seconds
+
+
+class BenchRecorder(DemoRecorder):
+    """The demo's counts per true activity, plus CPU marks at the first and latest window."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first: CpuMark | None = None
+        self.last: CpuMark | None = None
+        self.rss_kib: int | None = None
+        self._rss_read_at = float("-inf")
+
+    def __call__(self, inferred: Inferred) -> None:
+        super().__call__(inferred)
+        mark = CpuMark.now(inferred.decided_at)
+        if self.first is None:
+            self.first = mark
+        self.last = mark
+        if inferred.decided_at - self._rss_read_at >= RSS_EVERY:
+            self.rss_kib = current_rss_kib()
+            self._rss_read_at = inferred.decided_at
+
+
+class IdleMeter(threading.Thread):
+    """Process CPU time over a span of virtual time while the daemon sits idle."""
+
+    def __init__(self, daemon: Daemon, seconds: float) -> None:
+        super().__init__(name="bench-idle-meter", daemon=True)
+        self._daemon = daemon
+        self._seconds = seconds
+        self.start_mark: CpuMark | None = None
+        self.end_mark: CpuMark | None = None
+
+    def run(self) -> None:
+        while self._daemon.ready_at is None:
+            if self._daemon.signals.stop_requested:
+                return
+            time.sleep(0.01)
+        clock = self._daemon.wearable.clock
+        begin = self._daemon.ready_at + BASELINE_MARGIN
+        end = self._daemon.ready_at + self._seconds - BASELINE_MARGIN
+        self._wait_for(clock, begin)
+        self.start_mark = CpuMark.now(clock.monotonic())
+        self._wait_for(clock, end)
+        self.end_mark = CpuMark.now(clock.monotonic())
+
+    @staticmethod
+    def _wait_for(clock: Any, moment: float) -> None:
+        # Sleep on the world's clock rather than poll: the meter must not add to what it meters.
+        while (left := moment - clock.monotonic()) > 0:
+            clock.sleep(left)
+
+
+def current_rss_kib() -> int | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def process_age_seconds() -> float | None:
+    """Real seconds since the kernel started this process (/proc/self/stat field 22)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime", encoding="ascii") as uptime:
+            since_boot = float(uptime.read().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+    started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return since_boot - started
+
+
+def bench_scenario(idle_seconds: float, infer_seconds: float, seed: int) -> dict[str, Any]:
+    segments = max(1, round(infer_seconds / INFER_SEGMENT))
+    infer_steps: list[dict[str, Any]] = []
+    for index in range(segments):
+        infer_steps += [
+            {"activity": "walking" if index % 2 else "sitting"},
+            {"wait": infer_seconds / segments},
+        ]
+    collect = {"until": {"collected": COLLECT_PER_CLASS, "timeout": 300}}
+    return {
+        "description": "odar bench daemon: idle baseline, collect, train briefly, infer",
+        "wearer": {"placement": "wrist", "seed": seed},
+        "steps": [
+            {"activity": "sitting"},
+            {"wait": idle_seconds},
+            {"press": "start"},
+            collect,
+            {"press": "start"},
+            {"press": "class"},
+            {"activity": "walking"},
+            {"press": "start"},
+            collect,
+            {"press": "start"},
+            {"press": "mode"},
+            {"press": "start"},
+            {"until": {"epochs": TRAIN_EPOCHS, "timeout": 600}},
+            {"press": "start"},
+            {"press": "mode"},
+            {"activity": "sitting"},
+            {"press": "start"},
+            *infer_steps,
+            {"press": "start"},
+            {"end": "stop"},
+        ],
+    }
+
+
+def bench_config(base: Config, scenario: Path, state_dir: Path, speed: float, seed: int) -> Config:
+    emulated = dataclasses.replace(
+        base.sensor.emulated, scenario=str(scenario), speed=speed, seed=seed
+    )
+    sensor = dataclasses.replace(base.sensor, backend="emulated", emulated=emulated)
+    paths = dataclasses.replace(base.paths, state_dir=state_dir)
+    return dataclasses.replace(base, sensor=sensor, paths=paths)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def run(args: argparse.Namespace) -> int:
+    setup_logging("info" if args.verbose else "warning")
+    if not args.speed > 0 or args.infer_seconds <= 0 or args.idle_seconds <= 3 * BASELINE_MARGIN:
+        raise SystemExit(
+            "odar bench daemon: --speed and --infer-seconds must be > 0, "
+            f"--idle-seconds > {3 * BASELINE_MARGIN:g}"
+        )
+    base = load_config(args.config)
+    with tempfile.TemporaryDirectory(prefix="odar-bench-") as scratch:
+        scenario = Path(scratch) / "bench.yaml"
+        scenario.write_text(
+            yaml.safe_dump(bench_scenario(args.idle_seconds, args.infer_seconds, args.seed)),
+            encoding="utf-8",
+        )
+        config = bench_config(base, scenario, Path(scratch) / "state", args.speed, args.seed)
+        recorder = BenchRecorder()
+        notifier = TimingNotifier()
+        daemon = Daemon(config, args.config.resolve().parent, notifier=notifier, observer=recorder)
+        recorder.daemon = daemon
+        idle = IdleMeter(daemon, args.idle_seconds)
+        idle.start()
+        age_at_run = process_age_seconds()
+        run_called = time.monotonic()
+        status = daemon.run()
+        wall = time.monotonic() - run_called
+        idle.join(timeout=1.0)
+        report = summarise(daemon, recorder, notifier, idle, args, run_called, age_at_run)
+        report["wall_seconds"] = round(wall, 2)
+        report["exit_status"] = status
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+    return status
+
+
+def summarise(
+    daemon: Daemon,
+    recorder: BenchRecorder,
+    notifier: TimingNotifier,
+    idle: IdleMeter,
+    args: argparse.Namespace,
+    run_called: float,
+    age_at_run: float | None,
+) -> dict[str, Any]:
+    latencies = recorder.latencies
+    virtual = {
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "max": max(latencies) if latencies else None,
+    }
+    real = {k: (v / args.speed if v is not None else None) for k, v in virtual.items()}
+    infer = (
+        recorder.first.per_sensor_second(recorder.last)
+        if recorder.first is not None and recorder.last is not None
+        else None
+    )
+    baseline = (
+        idle.start_mark.per_sensor_second(idle.end_mark)
+        if idle.start_mark is not None and idle.end_mark is not None
+        else None
+    )
+    infer_cpu = infer[1] if infer else None
+    idle_cpu = baseline[1] if baseline else None
+    ready_after_run = notifier.ready_real - run_called if notifier.ready_real is not None else None
+    rss = recorder.rss_kib if recorder.rss_kib is not None else current_rss_kib()
+    windows = dict(recorder.windows)
+    return {
+        "speed": args.speed,
+        "sensor_rate_hz": daemon.config.sensor.rate_hz,
+        "hop_samples": daemon.config.inference.hop_samples,
+        "runtime": daemon.engine.runtime.name,
+        "num_threads": daemon.config.runtime.num_threads,
+        "latency": {
+            "windows": len(latencies),
+            "virtual_seconds": virtual,
+            "real_seconds": real,
+        },
+        "cpu_seconds_per_sensor_second": {
+            "infer": infer_cpu,
+            "idle": idle_cpu,
+            "infer_minus_idle": (
+                infer_cpu - idle_cpu if infer_cpu is not None and idle_cpu is not None else None
+            ),
+            "infer_sensor_seconds": infer[0] if infer else None,
+            "idle_sensor_seconds": baseline[0] if baseline else None,
+            "infer_by_thread": infer[2] if infer else None,
+            "idle_by_thread": baseline[2] if baseline else None,
+        },
+        "memory": {
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "current_rss_mib": rss / 1024 if rss is not None else None,
+        },
+        "startup": {
+            "process_start_to_ready_seconds": (
+                age_at_run + ready_after_run
+                if age_at_run is not None and ready_after_run is not None
+                else None
+            ),
+            "daemon_to_ready_seconds": ready_after_run,
+        },
+        "inference": {
+            "windows": windows,
+            "motor_pulses": {a: recorder.pulses.get(a, 0) for a in windows},
+        },
+        "epochs": daemon.latest.get().epoch,
+        "definitions": DEFINITIONS,
+    }
+
+
+def thread_figure(by_thread: dict[str, float] | None, name: str = "odar-windows") -> float | None:
+    return by_thread.get(name) if by_thread else None
+
+
+def render(report: dict[str, Any]) -> str:
+    def number(value: float | None, unit: str = "", scale: float = 1.0, digits: int = 3) -> str:
+        return "n/a" if value is None else f"{value * scale:.{digits}f}{unit}"
+
+    latency, cpu = report["latency"], report["cpu_seconds_per_sensor_second"]
+    memory, startup = report["memory"], report["startup"]
+    lines = [
+        "",
+        f"odar bench daemon (speed {report['speed']:g}, {report['sensor_rate_hz']:g} Hz, "
+        f"hop {report['hop_samples']}, {report['runtime']})",
+        f"window end -> motor decision over {latency['windows']} windows: "
+        f"p50 {number(latency['virtual_seconds']['p50'], ' s')} "
+        f"p99 {number(latency['virtual_seconds']['p99'], ' s')} virtual; "
+        f"p50 {number(latency['real_seconds']['p50'], ' ms', 1000, 1)} "
+        f"p99 {number(latency['real_seconds']['p99'], ' ms', 1000, 1)} real",
+        f"CPU s per sensor s: infer {number(cpu['infer'], digits=4)}, "
+        f"idle baseline {number(cpu['idle'], digits=4)}, "
+        f"infer's own {number(cpu['infer_minus_idle'], digits=4)}; window thread: infer "
+        f"{number(thread_figure(cpu['infer_by_thread']), digits=4)}, "
+        f"idle {number(thread_figure(cpu['idle_by_thread']), digits=4)}",
+        f"memory: peak RSS {number(memory['peak_rss_mib'], ' MiB', digits=1)}, "
+        f"now {number(memory['current_rss_mib'], ' MiB', digits=1)}",
+        f"READY=1 after {number(startup['process_start_to_ready_seconds'], ' s', digits=2)} "
+        f"from process start, {number(startup['daemon_to_ready_seconds'], ' s', digits=2)} "
+        "from Daemon.run()",
+        f"{report['epochs']} epochs trained; {report['wall_seconds']} s wall",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""``odar bench daemon``: one short run prints one JSON object whose figures hang together."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import REPO
+
+from odar.bench.daemon import (
+    DEFINITIONS,
+    CpuMark,
+    bench_scenario,
+    current_rss_kib,
+    percentile,
+    process_age_seconds,
+    thread_cpu_seconds,
+)
+from odar.scenario import load_scenario
+
+SPEED = 20.0
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, artifacts_dir) -> dict:
+    directory = tmp_path_factory.mktemp("bench")
+    config = directory / "odar.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "sensor": {"backend": "emulated", "emulated": {"seed": 7}},
+                "inference": {"hop_samples": 50},
+                "paths": {"artifacts_dir": str(artifacts_dir)},
+            }
+        ),
+        encoding="utf-8",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "odar.cli",
+        "bench",
+        "daemon",
+        "--json",
+        "--config",
+        str(config),
+        "--speed",
+        str(SPEED),
+        "--infer-seconds",
+        "40",
+        "--idle-seconds",
+        "10",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    print(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_latency_is_reported_in_virtual_and_real_seconds(report):
+    latency = report["latency"]
+    virtual, real = latency["virtual_seconds"], latency["real_seconds"]
+    assert latency["windows"] >= 60  # 40 virtual seconds at a 0.5 s hop
+    assert 0 < virtual["p50"] <= virtual["p99"] <= virtual["max"]
+    for key in ("p50", "p99", "max"):
+        assert real[key] == pytest.approx(virtual[key] / SPEED)
+    assert report["speed"] == SPEED and report["hop_samples"] == 50
+
+
+def test_cpu_per_sensor_second_has_a_same_run_idle_baseline(report):
+    cpu = report["cpu_seconds_per_sensor_second"]
+    assert cpu["infer"] > 0 and cpu["idle"] > 0
+    assert cpu["infer_minus_idle"] == pytest.approx(cpu["infer"] - cpu["idle"])
+    # From the first window (4 s after the start press) to the last; gaps only shorten it.
+    assert 25.0 <= cpu["infer_sensor_seconds"] <= 40.5
+    assert 7.0 <= cpu["idle_sensor_seconds"] <= 8.5  # 10 s less a second at each end
+    for phase in ("infer_by_thread", "idle_by_thread"):
+        assert cpu[phase]["odar-sensor"] > 0 and cpu[phase]["odar-windows"] > 0
+    # The window thread runs the bottleneck and the head only while inferring.
+    assert cpu["infer_by_thread"]["odar-windows"] > cpu["idle_by_thread"]["odar-windows"]
+
+
+def test_memory_startup_and_the_inference_itself(report):
+    memory, startup = report["memory"], report["startup"]
+    assert memory["peak_rss_mib"] >= memory["current_rss_mib"] > 10
+    assert startup["process_start_to_ready_seconds"] > startup["daemon_to_ready_seconds"] > 0
+    pulses, windows = report["inference"]["motor_pulses"], report["inference"]["windows"]
+    assert pulses["walking"] > 0.5 * windows["walking"]
+    assert pulses["sitting"] < 0.5 * windows["sitting"]
+    assert report["epochs"] >= 80 and report["exit_status"] == 0
+    assert set(report["definitions"]) == set(DEFINITIONS)
+
+
+def test_the_bench_scenario_is_a_valid_scenario_with_the_asked_phases(tmp_path):
+    path = tmp_path / "bench.yaml"
+    path.write_text(yaml.safe_dump(bench_scenario(30.0, 100.0, 3)), encoding="utf-8")
+    scenario = load_scenario(path)
+    assert scenario.seed == 3
+    assert scenario.steps[1].kind == "wait" and scenario.steps[1].value == 30.0
+    infer_waits = [s.value for s in scenario.steps[17:] if s.kind == "wait"]
+    assert sum(infer_waits) == pytest.approx(100.0)
+    assert scenario.steps[-1].value == "stop"
+
+
+def test_the_measuring_helpers_read_this_process():
+    assert percentile([3.0, 1.0, 2.0], 50) == 2.0 and percentile([], 50) is None
+    assert current_rss_kib() > 1024
+    assert 0 < process_age_seconds() < 24 * 3600
+    assert "MainThread" in thread_cpu_seconds()
+    start = CpuMark(10.0, 1.0, {"a": 0.5, "b": 0.1})
+    later = CpuMark(14.0, 3.0, {"a": 1.5, "c": 9.0})
+    assert start.per_sensor_second(later) == (4.0, 0.5, {"a": 0.25})
+    assert later.per_sensor_second(start) is None

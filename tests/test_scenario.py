@@ -1,0 +1,203 @@
+"""Scripted sessions (odar.scenario): the file format, the switchable wearer, and the player
+pressing real gpiozero buttons on MockFactory pins in virtual time."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import REPO
+
+from odar.drivers.emulated.clock import VirtualClock
+from odar.drivers.emulated.motion import Wearer
+from odar.drivers.gpio import WearableButtons
+from odar.errors import ConfigError
+from odar.scenario import (
+    Faults,
+    ScenarioError,
+    ScenarioPlayer,
+    SwitchableMotion,
+    load_scenario,
+    resolve_scenario,
+)
+
+PINS = {"mode": 17, "class": 27, "start": 22}
+
+
+def write_scenario(directory: Path, document: object, name: str = "s.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    return path
+
+
+def test_the_demo_scenario_loads():
+    scenario = load_scenario(REPO / "etc" / "scenarios" / "demo.yaml")
+    assert (scenario.placement, scenario.seed) == ("wrist", 7)
+    kinds = [step.kind for step in scenario.steps]
+    assert kinds[0] == "activity" and scenario.steps[-1].value == "stop"
+    assert kinds.count("press") >= 10
+    until = next(step for step in scenario.steps if step.kind == "until")
+    assert until.value == ("collected", 24) and until.timeout == 120.0
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        ({"steps": [{"activity": "flying"}]}, "steps[0]: activity 'flying'"),
+        ({"steps": [{"press": "power"}]}, "steps[0]: press 'power'"),
+        ({"steps": [{"wait": 1}, {"wait": -1}]}, "steps[1]: wait: -1"),
+        ({"steps": [{"until": {"collected": 3, "epochs": 2}}]}, "steps[0]: until: name one"),
+        ({"steps": [{"until": {"epochs": 2, "timeout": 0}}]}, "until.timeout: 0"),
+        ({"steps": [{"teleport": 1}]}, "steps[0]: unknown step 'teleport'"),
+        ({"steps": [{"end": "explode"}]}, "steps[0]: end: 'explode'"),
+        ({"steps": [{"wait": 1, "press": "mode"}]}, "steps[0]: expected one `kind: value`"),
+        ({"steps": []}, "steps: expected a non-empty list"),
+        ({"steps": [{"wait": 1}], "extra": 1}, "unknown key(s) ['extra']"),
+        ({"wearer": {"placement": "ankle"}, "steps": [{"wait": 1}]}, "wearer.placement"),
+        ({"wearer": {"seed": "x"}, "steps": [{"wait": 1}]}, "wearer.seed: 'x'"),
+        (["not", "a", "mapping"], "expected a mapping"),
+    ],
+)
+def test_a_bad_scenario_names_the_file_and_the_step(tmp_path, document, complaint):
+    path = write_scenario(tmp_path, document)
+    with pytest.raises(ScenarioError) as caught:
+        load_scenario(path)
+    assert str(path) in str(caught.value)
+    assert complaint in str(caught.value)
+    assert isinstance(caught.value, ConfigError)
+
+
+def test_scenarios_resolve_as_paths_beside_the_config_or_built_in(tmp_path):
+    beside = write_scenario(tmp_path, {"steps": [{"wait": 1}]}, "mine.yaml")
+    (tmp_path / "scenarios").mkdir()
+    named = write_scenario(tmp_path / "scenarios", {"steps": [{"wait": 1}]}, "walk.yaml")
+    assert resolve_scenario("mine.yaml", tmp_path) == beside
+    assert resolve_scenario(str(beside), Path("/")) == beside
+    assert resolve_scenario("walk", tmp_path) == named
+    assert resolve_scenario("demo", tmp_path) == REPO / "etc" / "scenarios" / "demo.yaml"
+    with pytest.raises(ScenarioError, match=r"sensor\.emulated\.scenario: 'nowhere'"):
+        resolve_scenario("nowhere", tmp_path)
+
+
+def motion_of(activity: str = "sitting") -> SwitchableMotion:
+    wearer = Wearer.random(np.random.default_rng(4), placements=["wrist"])
+    return SwitchableMotion(wearer, activity, seed=4)
+
+
+def test_switchable_motion_changes_activity_at_the_given_time():
+    motion = motion_of("sitting")
+    motion.switch(10.0, "walking")
+    assert motion.activity_at(9.99) == "sitting"
+    assert motion.activity_at(10.0) == "walking"
+    assert motion.activity_between(2.0, 9.0) == "sitting"
+    assert motion.activity_between(10.5, 20.0) == "walking"
+    assert motion.activity_between(8.0, 12.0) is None
+    times = np.arange(0.0, 20.0, 0.01)
+    readings = motion.read(times)
+    assert readings.shape == (len(times), 6)
+    sitting = np.linalg.norm(readings[times < 10.0, :3], axis=1).std()
+    walking = np.linalg.norm(readings[times >= 10.0, :3], axis=1).std()
+    assert walking > 5 * sitting
+
+
+class Probe:
+    """A daemon seen from the scenario: samples grow one a virtual second, epochs ten."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._clock = clock
+        self.stop_requests = 0
+        self.settled = False
+
+    def selected_class_count(self) -> int:
+        return int(self._clock.monotonic())
+
+    def epochs_trained(self) -> int:
+        return int(10 * self._clock.monotonic())
+
+    def loss_settled(self) -> bool:
+        return self.settled
+
+    def request_stop(self) -> None:
+        self.stop_requests += 1
+
+
+@pytest.fixture
+def rig(mock_factory):
+    """Real buttons on mock pins counting presses, a virtual clock, a probe, fault log."""
+    presses: list[str] = []
+    buttons = WearableButtons(*PINS.values(), pin_factory=mock_factory)
+    buttons.bind(*(lambda name=name: presses.append(name) for name in PINS))
+    clock = VirtualClock()
+    faults: list[tuple[str, float]] = []
+    yield {
+        "presses": presses,
+        "clock": clock,
+        "probe": Probe(clock),
+        "pins": {name: mock_factory.pin(number) for name, number in PINS.items()},
+        "faults": Faults(
+            disconnect=lambda s: faults.append(("disconnect", s)),
+            stall=lambda s: faults.append(("stall", s)),
+        ),
+        "fault_log": faults,
+        "motion": motion_of(),
+    }
+    buttons.close()
+
+
+def play(tmp_path: Path, rig: dict, steps: list[dict]) -> ScenarioPlayer:
+    scenario = load_scenario(write_scenario(tmp_path, {"steps": steps}))
+    player = ScenarioPlayer(
+        scenario, rig["motion"], rig["clock"], rig["pins"], rig["probe"], rig["faults"]
+    )
+    player.start()
+    assert player.finished.wait(30.0)
+    return player
+
+
+def test_the_player_presses_buttons_switches_activity_and_injects_faults(tmp_path, rig):
+    play(
+        tmp_path,
+        rig,
+        [
+            {"press": "start"},
+            {"wait": 2.5},
+            {"activity": "walking"},
+            {"press": "class"},
+            {"disconnect": 1.5},
+            {"stall": 30},
+            {"press": "mode"},
+            {"end": "stop"},
+        ],
+    )
+    assert rig["presses"] == ["start", "class", "mode"]
+    assert rig["fault_log"] == [("disconnect", 1.5), ("stall", 30.0)]
+    # A press holds the button 0.1 s and lets go for 0.1 s: the switch came at 2.7 s.
+    assert rig["motion"].activity_at(2.69) == "sitting"
+    assert rig["motion"].activity_at(2.71) == "walking"
+    assert rig["probe"].stop_requests == 1
+    assert all(pin.state == 1 for pin in rig["pins"].values())  # every button released
+
+
+def test_until_waits_for_the_daemon_and_gives_up_at_its_timeout(tmp_path, rig, caplog):
+    caplog.set_level(logging.WARNING, logger="odar.scenario")
+    play(tmp_path, rig, [{"until": {"collected": 5}}, {"until": {"epochs": 80}}])
+    # Samples reach 5 at 5 virtual seconds, epochs 80 at 8 (the probe counts from the clock).
+    assert 8.0 <= rig["clock"].monotonic() <= 8.5
+    play(tmp_path, rig, [{"until": {"loss_settled": True, "timeout": 7}}, {"end": "idle"}])
+    assert any("until loss_settled True timed out" in r.getMessage() for r in caplog.records)
+    assert rig["probe"].stop_requests == 0
+
+
+def test_cancel_ends_a_long_wait(tmp_path, rig):
+    scenario = load_scenario(write_scenario(tmp_path, {"steps": [{"wait": 1e9}]}))
+    clock = rig["clock"]
+    player = ScenarioPlayer(
+        scenario, rig["motion"], clock, rig["pins"], rig["probe"], rig["faults"]
+    )
+    player.start()
+    player.cancel()
+    assert player.finished.wait(30.0)
+    assert clock.monotonic() < 1e9

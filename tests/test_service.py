@@ -1,0 +1,496 @@
+"""The daemon (odar.service) on the emulated wearable: every control path, the refusals, the
+persistence rules, bad input, reload and the service manager's protocol.
+
+Presses go through gpiozero's MockFactory pins into the real Button objects; the motor's
+output pin is read back from the mock pin's state history. See conftest.py for the fixtures.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import (
+    REPO,
+    WAIT_LIMIT,
+    ConfigWriter,
+    RunningDaemon,
+    launch_daemon,
+    pulses_on,
+    wait_until,
+)
+
+from odar.config import load_config
+from odar.controls import Mode
+from odar.errors import ConfigError
+from odar.haptics import REFUSED, STARTED, STOPPED, class_pattern, mode_pattern
+from odar.manifest import MANIFEST_NAME, sha256_of
+from odar.param_store import HeadState, ParamStore, encode_head_state
+from odar.service import CONTROLS_FILE, PARAMS_FILE, SAMPLES_FILE, Inferred
+
+EX_CONFIG = 78
+#: Epochs the shared trained head gets: enough to separate sitting from walking.
+TRAINING_EPOCHS = 150
+
+
+def batch_size(running: RunningDaemon) -> int:
+    return running.daemon.engine.manifest.train_batch_size
+
+
+def collect_both_classes(running: RunningDaemon) -> None:
+    """Class A while sitting, Class B while walking, a train batch of each."""
+    running.switch_activity("sitting")
+    running.collect(0, batch_size(running))
+    running.switch_activity("walking")
+    running.collect(1, batch_size(running))
+
+
+def train_until(running: RunningDaemon, epochs: int) -> None:
+    """From Collect (stopped): to Train, start, wait for *epochs*, stop."""
+    controls = running.daemon.controls
+    while controls.mode is not Mode.TRAIN:
+        running.press("mode")
+    running.press("start")
+    wait_until(lambda: running.daemon.epochs_trained() >= epochs, f"{epochs} epochs")
+    running.press("start")
+    wait_until(lambda: not running.daemon.trainer.running, "the trainer to stop")
+
+
+@pytest.fixture(scope="module")
+def trained_state(tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path) -> Path:
+    """A state directory with both classes collected and a trained head (made once)."""
+    directory = tmp_path_factory.mktemp("trained")
+    path = ConfigWriter(directory, artifacts_dir).write()
+    running = launch_daemon(path)
+    try:
+        collect_both_classes(running)
+        train_until(running, TRAINING_EPOCHS)
+    finally:
+        assert running.stop() == 0
+    return directory / "state"
+
+
+@pytest.fixture
+def trained_config(trained_state: Path, config_writer: ConfigWriter, tmp_path: Path) -> Path:
+    """A config whose state directory is a private copy of the trained one."""
+    state = tmp_path / "state"
+    shutil.copytree(trained_state, state)
+    return config_writer.write(state_dir=state)
+
+
+# ---------------------------------------------------------------------------- control paths
+
+
+def test_mode_press_cycles_collect_train_infer_with_its_pattern(start_daemon, tmp_path):
+    running = start_daemon()
+    controls = running.daemon.controls
+    assert controls.mode is Mode.COLLECT
+    for expected in (Mode.TRAIN, Mode.INFER, Mode.COLLECT):
+        pattern, pulses = running.press_and_feel("mode")
+        assert controls.mode is expected
+        assert pattern == mode_pattern(expected)
+        assert (
+            pulses
+            == pattern.pulses
+            == 1 + {Mode.COLLECT: 1, Mode.TRAIN: 2, Mode.INFER: 3}[expected]
+        )
+    assert running.motor_pin.state == 0
+
+
+def test_class_press_selects_the_next_class_only_in_collect_while_stopped(start_daemon, caplog):
+    caplog.set_level(logging.INFO)
+    running = start_daemon()
+    controls = running.daemon.controls
+    pattern, pulses = running.press_and_feel("class")
+    assert (controls.class_index, pattern, pulses) == (1, class_pattern(1), 2)
+    pattern, pulses = running.press_and_feel("class")
+    assert (controls.class_index, pattern, pulses) == (0, class_pattern(0), 1)
+
+    running.press_and_feel("start")
+    pattern, pulses = running.press_and_feel("class")
+    assert (controls.class_index, pattern, pulses) == (0, REFUSED, REFUSED.pulses)
+    running.press_and_feel("start")
+    running.press_and_feel("mode")
+    pattern, _ = running.press_and_feel("class")
+    assert pattern == REFUSED and controls.class_index == 0
+    refusals = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("stop before changing the class" in m for m in refusals)
+    assert any("the class is chosen in Collect mode" in m for m in refusals)
+
+
+def test_start_stop_in_collect_stores_samples_of_the_selected_class(start_daemon):
+    running = start_daemon()
+    running.press("class")
+    pattern, pulses = running.press_and_feel("start")
+    assert (pattern, pulses) == (STARTED, 2)
+    wait_until(lambda: running.counts()[1] >= 3, "3 samples of Class B")
+    pattern, pulses = running.press_and_feel("start")
+    assert (pattern, pulses) == (STOPPED, 1)
+    # At most the window being processed at the press lands after it.
+    at_stop = running.counts()
+    clock = running.daemon.wearable.clock
+    later = clock.monotonic() + 3.0  # six hops of 0.5 virtual seconds
+    wait_until(lambda: clock.monotonic() > later, "3 virtual seconds")
+    settled = running.counts()
+    assert settled[0] == 0 and at_stop[1] <= settled[1] <= at_stop[1] + 1
+    wait_until(lambda: clock.monotonic() > later + 3.0, "3 more virtual seconds")
+    assert running.counts() == settled
+
+    stored = running.daemon.samples.load()
+    assert len(stored) == settled[1]
+    assert set(stored.labels.tolist()) == {1}
+    assert stored.windows.shape == (len(stored), 400, 6)
+    assert np.all(np.diff(stored.timestamps) > 0)
+    # The emulated wrist feels gravity: |a| near 9.8 m/s^2 in a sitting window.
+    magnitude = np.linalg.norm(stored.windows[0][:, :3], axis=1).mean()
+    assert 8.0 < magnitude < 11.5
+
+
+def test_train_is_refused_until_every_class_has_a_batch_then_runs_and_saves(start_daemon, caplog):
+    caplog.set_level(logging.INFO)
+    running = start_daemon()
+    running.collect(0, batch_size(running))
+    running.press("mode")
+    pattern, pulses = running.press_and_feel("start")
+    assert (pattern, pulses) == (REFUSED, 6)
+    assert not running.daemon.controls.running and not running.daemon.trainer.running
+    warning = [r for r in caplog.records if r.levelno == logging.WARNING and "refused" in r.msg]
+    assert warning and "every class needs at least the train batch size" in warning[-1].msg
+    assert f"counts [{running.counts()[0]}, 0]" in warning[-1].msg
+
+    running.press("mode")
+    running.press("mode")  # back to Collect
+    running.switch_activity("walking")
+    running.collect(1, batch_size(running))
+    running.press("mode")
+    pattern, _ = running.press_and_feel("start")
+    assert pattern == STARTED
+    wait_until(lambda: running.daemon.epochs_trained() >= 5, "5 epochs")
+    pattern, _ = running.press_and_feel("start")
+    assert pattern == STOPPED
+    wait_until(lambda: not running.daemon.trainer.running, "the trainer to stop")
+    saved = ParamStore(
+        running.daemon.config.state_dir / PARAMS_FILE, running.daemon.engine.manifest_hash
+    ).load()
+    assert saved is not None
+    current = running.daemon.latest.get()
+    assert saved.epoch == current.epoch >= 5
+    for name, array in current.params.items():
+        np.testing.assert_array_equal(saved.params[name], array)
+    losses = running.daemon.trainer.losses
+    assert losses[-1] < losses[0]
+
+
+def test_infer_is_refused_without_a_trained_head(start_daemon, caplog):
+    caplog.set_level(logging.INFO)
+    running = start_daemon()
+    running.press("mode")
+    running.press("mode")
+    pattern, pulses = running.press_and_feel("start")
+    assert (pattern, pulses) == (REFUSED, 6)
+    assert running.daemon.controls.mode is Mode.INFER and not running.daemon.controls.running
+    assert any("no trained head" in r.getMessage() for r in caplog.records)
+
+
+def test_infer_pulses_the_motor_on_the_trigger_class_only(start_daemon, trained_config):
+    inferred: list[Inferred] = []
+    running = start_daemon(trained_config, observer=inferred.append)
+    assert running.daemon.controls.mode is Mode.TRAIN  # restored from controls.json
+    running.switch_activity("sitting")
+    running.press("mode")
+    pattern, _ = running.press_and_feel("start")
+    assert pattern == STARTED
+    running.motor_pin.clear_states()
+    wait_until(lambda: len(inferred) >= 6, "6 sitting windows")
+    sitting = list(inferred)
+    assert sum(i.detection.triggered for i in sitting) <= 1
+    assert pulses_on(running.motor_pin) == sum(i.detection.triggered for i in sitting)
+
+    switched = running.daemon.wearable.clock.monotonic()
+    running.switch_activity("walking")
+
+    def walking() -> list[Inferred]:
+        return [i for i in inferred if i.window.t_start > switched]
+
+    wait_until(lambda: len(walking()) >= 6, "6 walking windows")
+    triggered = sum(i.detection.triggered for i in walking()[:6])
+    assert triggered >= 5
+    assert pulses_on(running.motor_pin) >= 1
+    assert any(p.name == "detection" for p in running.patterns)
+    trigger = running.daemon.detector.trigger_index
+    assert all(
+        (i.detection.probabilities[trigger] > 0.75) == i.detection.triggered for i in inferred
+    )
+
+
+def test_mode_and_class_survive_a_restart(start_daemon, config_writer):
+    path = config_writer.write()
+    first = start_daemon(path)
+    first.press("class")
+    first.press("mode")
+    assert first.stop() == 0
+    saved = yaml.safe_load((first.daemon.config.state_dir / CONTROLS_FILE).read_text())
+    assert saved == {"mode": "train", "class_index": 1}
+
+    second = start_daemon(path)
+    controls = second.daemon.controls
+    assert (controls.mode, controls.class_index, controls.running) == (Mode.TRAIN, 1, False)
+
+
+# ---------------------------------------------------------------------------- persistence
+
+
+def test_parameters_saved_at_stop_request_and_loaded_at_start(start_daemon, trained_config):
+    first = start_daemon(trained_config)
+    assert first.daemon.latest.trained
+    loaded_epoch = first.daemon.epochs_trained()
+    assert loaded_epoch >= TRAINING_EPOCHS
+    first.press("start")  # Train (restored) resumes from the saved epoch
+    wait_until(lambda: first.daemon.epochs_trained() >= loaded_epoch + 3, "3 more epochs")
+    assert first.stop() == 0  # what SIGTERM does, mid-training
+    final = first.daemon.latest.get()
+    assert final.epoch >= loaded_epoch + 3
+
+    second = start_daemon(trained_config)
+    resumed = second.daemon.latest.get()
+    assert second.daemon.latest.trained and resumed.epoch == final.epoch
+    for group in ("params", "optimizer"):
+        before, after = getattr(final, group), getattr(resumed, group)
+        assert sorted(before) == sorted(after)
+        for name in before:
+            np.testing.assert_array_equal(after[name], before[name])
+    second.press("start")
+    wait_until(lambda: second.daemon.epochs_trained() > final.epoch, "an epoch after resuming")
+    assert second.daemon.trainer.losses[0] < 0.5  # carried on, not a fresh random head
+
+
+def test_a_corrupt_parameter_file_is_moved_aside_and_training_starts_fresh(
+    start_daemon, trained_config, caplog
+):
+    caplog.set_level(logging.INFO)
+    state = trained_config.parent / "state"
+    params = state / PARAMS_FILE
+    data = bytearray(params.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    params.write_bytes(bytes(data))
+
+    running = start_daemon(trained_config)
+    assert not running.daemon.latest.trained and running.daemon.epochs_trained() == 0
+    aside = list(state.glob(f"{PARAMS_FILE}.bad-*"))
+    assert len(aside) == 1 and aside[0].read_bytes() == bytes(data)
+    assert not params.exists()
+    assert any("checksum mismatch" in r.getMessage() for r in caplog.records)
+    running.press("start")  # in Train: the samples are there, the head starts from initialize
+    wait_until(lambda: running.daemon.epochs_trained() >= 1, "a first epoch")
+    assert running.daemon.trainer.losses[0] > 0.3  # a random head's loss on two classes
+
+
+def test_parameters_saved_for_other_artifacts_are_refused(start_daemon, trained_config, caplog):
+    caplog.set_level(logging.INFO)
+    params = trained_config.parent / "state" / PARAMS_FILE
+    good = ParamStore(params, manifest_hash_of(trained_config)).load()
+    assert good is not None
+    params.write_bytes(encode_head_state(good, "f" * 64))
+
+    running = start_daemon(trained_config)
+    assert not running.daemon.latest.trained
+    assert list(params.parent.glob(f"{PARAMS_FILE}.bad-*"))
+    assert any("trained for artifacts 'fff" in r.getMessage() for r in caplog.records)
+
+
+def manifest_hash_of(config_path: Path) -> str:
+    return sha256_of(load_config(config_path).paths.artifacts_dir / MANIFEST_NAME)
+
+
+def test_the_sample_store_survives_a_restart_and_retrains_the_head(start_daemon, trained_config):
+    state = trained_config.parent / "state"
+    (state / PARAMS_FILE).unlink()
+    running = start_daemon(trained_config)
+    assert min(running.counts()) >= batch_size(running)
+    assert not running.daemon.latest.trained
+    pattern, _ = running.press_and_feel("start")
+    assert pattern == STARTED
+    wait_until(lambda: running.daemon.epochs_trained() >= 30, "30 epochs")
+    running.press("start")
+    losses = running.daemon.trainer.losses
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_a_torn_tail_in_the_sample_store_loses_at_most_one_record(start_daemon, trained_config):
+    store = trained_config.parent / "state" / SAMPLES_FILE
+    running = start_daemon(trained_config)
+    before = running.daemon.samples.load()
+    record = running.daemon.samples.layout.record_dtype().itemsize
+    assert running.stop() == 0
+    with open(store, "r+b") as file:  # a power cut halfway through the last record
+        file.truncate(store.stat().st_size - record // 2)
+
+    again = start_daemon(trained_config)
+    after = again.daemon.samples.load()
+    assert len(after) == len(before) - 1
+    np.testing.assert_array_equal(after.labels, before.labels[:-1])
+    np.testing.assert_array_equal(after.windows, before.windows[:-1])
+
+
+# ---------------------------------------------------------------------------- bad input
+
+
+def test_a_trigger_class_the_artifacts_lack_is_a_config_error(start_daemon, config_writer):
+    path = config_writer.write({"inference": {"trigger_class": "Class Z"}})
+    with pytest.raises(ConfigError, match=r"inference\.trigger_class: 'Class Z'"):
+        start_daemon(path)
+
+
+def odar_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "odar.cli", *arguments]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        ({"inference": {"threshold": 1.5}}, "inference.threshold"),
+        ({"inference": {"trigger_class": "Class Z"}}, "inference.trigger_class"),
+        ({"sensor": {"rate_hz": 150}}, "sensor.rate_hz"),
+    ],
+)
+def test_odar_run_with_a_bad_config_exits_78_naming_the_key(config_writer, overrides, key):
+    path = config_writer.write(overrides)
+    result = subprocess.run(
+        odar_command("run", "--config", str(path)),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_LIMIT,
+        cwd=REPO,
+    )
+    assert result.returncode == EX_CONFIG, result.stderr
+    assert key in result.stderr
+
+
+# ---------------------------------------------------------------------------- reload, signals
+
+
+def test_reload_applies_a_new_threshold_and_refuses_a_bad_config(
+    start_daemon, config_writer, caplog, restore_root_logging
+):
+    caplog.set_level(logging.INFO)
+    path = config_writer.write()
+    running = start_daemon(path)
+    detector = running.daemon.detector
+    assert detector.threshold == 0.75
+
+    config_writer.write({"inference": {"threshold": 0.9, "pulse_seconds": 0.5}})
+    running.daemon.signals.request_reload()
+    wait_until(lambda: detector.threshold == 0.9, "the new threshold")
+    assert running.daemon.pulse_seconds == 0.5
+
+    config_writer.write({"inference": {"threshold": 0.9, "hop_samples": "many"}})
+    running.daemon.signals.request_reload()
+    wait_until(
+        lambda: any("reload refused" in r.getMessage() for r in caplog.records), "the refusal"
+    )
+    refusal = next(r.getMessage() for r in caplog.records if "reload refused" in r.getMessage())
+    assert "inference.hop_samples" in refusal
+    assert detector.threshold == 0.9 and running.daemon.config.inference.hop_samples == 50
+
+
+class NotifySocket:
+    """Where systemd would listen: a datagram socket in a short directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = str(directory / "notify")
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._socket.bind(self.path)
+        self._socket.settimeout(WAIT_LIMIT)
+        self.messages: list[str] = []
+
+    def until(self, wanted: str) -> str:
+        """Receive until a message containing *wanted* arrives; return that message."""
+        while True:
+            message = self._socket.recv(65536).decode()
+            self.messages.append(message)
+            if wanted in message:
+                return message
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+def test_odar_run_speaks_sd_notify_reloads_on_sighup_and_saves_on_sigterm(
+    config_writer, short_socket_dir
+):
+    batch = 10
+    scenario = {
+        "wearer": {"placement": "wrist", "seed": 2},
+        "steps": [
+            {"activity": "sitting"},
+            {"press": "start"},
+            {"until": {"collected": batch, "timeout": 120}},
+            {"press": "start"},
+            {"press": "class"},
+            {"activity": "walking"},
+            {"press": "start"},
+            {"until": {"collected": batch, "timeout": 120}},
+            {"press": "start"},
+            {"press": "mode"},
+            {"press": "start"},
+            {"end": "idle"},
+        ],
+    }
+    path = config_writer.write(scenario=scenario)
+    manager = NotifySocket(short_socket_dir)
+    environment = {
+        **os.environ,
+        "NOTIFY_SOCKET": manager.path,
+        "WATCHDOG_USEC": "400000",
+        "PYTHONPATH": str(REPO),
+    }
+    for inherited in ("WATCHDOG_PID", "JOURNAL_STREAM"):
+        environment.pop(inherited, None)
+    process = subprocess.Popen(
+        odar_command("run", "--config", str(path)),
+        env=environment,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert manager.until("READY=1") == "READY=1"
+        status = manager.until("STATUS=")
+        assert "collect" in status and "Class A 0" in status and "Class B 0" in status
+        manager.until("WATCHDOG=1")
+        training = manager.until("STATUS=train running")
+        assert f"Class A {batch}" in training and f"Class B {batch}" in training
+
+        config_writer.write({"inference": {"threshold": 0.8}})
+        process.send_signal(signal.SIGHUP)
+        assert "RELOADING=1" in manager.until("RELOADING=1")
+        manager.until("READY=1")
+        process.send_signal(signal.SIGTERM)
+        manager.until("STOPPING=1")
+        _, stderr = process.communicate(timeout=WAIT_LIMIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        manager.close()
+    assert process.returncode == 0, stderr
+    assert "configuration reloaded" in stderr
+    state_dir = path.parent / "state"
+    saved = ParamStore(state_dir / PARAMS_FILE, manifest_hash_of(path)).load()
+    assert isinstance(saved, HeadState) and saved.epoch >= 1
+    last_epoch = max(
+        int(line.split("training stopped at epoch ")[1].split()[0])
+        for line in stderr.splitlines()
+        if "training stopped at epoch " in line
+    )
+    assert saved.epoch == last_epoch

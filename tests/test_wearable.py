@@ -1,0 +1,133 @@
+"""The wearable's hardware assembly (odar.wearable): the same devices on the emulated world
+(register-level MPU6050, gpiozero MockFactory) as on the real one, and clear errors when the
+sensor is not there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import pulses_on
+
+from odar.config import load_config
+from odar.errors import SensorNotFoundError
+from odar.scenario import SwitchableMotion
+from odar.wearable import open_wearable
+
+STANDARD_GRAVITY = 9.80665
+
+
+@pytest.fixture
+def wearable(config_writer):
+    path = config_writer.write({"pins": {"led": 5}})
+    wearable = open_wearable(load_config(path), path.parent)
+    yield wearable
+    wearable.close()
+
+
+def test_the_emulated_wearable_has_buttons_motor_led_and_a_streaming_sensor(wearable):
+    assert wearable.emulated is not None
+    assert isinstance(wearable.emulated.motion, SwitchableMotion)
+    assert wearable.emulated.scenario.path.name == "scenario.yaml"
+    wearable.sensor.start()
+    blocks = []
+    while sum(len(b) for b in blocks) < 50:
+        wearable.clock.sleep(wearable.sensor.poll_interval_s)
+        blocks.append(wearable.sensor.read())
+    samples = np.concatenate([b.samples for b in blocks if len(b)])
+    assert samples.shape[1] == 6
+    # A wrist at rest feels one g whichever way it is turned.
+    gravity = np.linalg.norm(samples[:, :3], axis=1).mean()
+    assert gravity == pytest.approx(STANDARD_GRAVITY, rel=0.15)
+
+
+def test_presses_on_the_mock_pins_reach_the_bound_handlers(wearable, config_writer):
+    config = load_config(config_writer.directory / "odar.yaml")
+    pressed: list[str] = []
+    wearable.buttons.bind(
+        lambda: pressed.append("mode"),
+        lambda: pressed.append("class"),
+        lambda: pressed.append("start"),
+    )
+    pins = wearable.emulated.press_pins(config)
+    assert {pin.info.name for pin in pins.values()} == {"GPIO17", "GPIO27", "GPIO22"}
+    for name in ("start", "mode", "class", "start"):
+        pins[name].drive_low()
+        pins[name].drive_high()
+    assert pressed == ["start", "mode", "class", "start"]
+
+
+def test_the_motor_and_led_pins_play_the_same_pattern(wearable):
+    factory = wearable.emulated.pin_factory
+    motor_pin, led_pin = factory.pin(18), factory.pin(5)
+    pattern = ((0.08, 0.15), (0.08, 0.15), (0.3, 0.0))
+    wearable.motor.play(pattern)
+    wearable.led.play(pattern)
+    assert wearable.motor.wait(5.0) and wearable.led.wait(5.0)
+    assert pulses_on(motor_pin) == pulses_on(led_pin) == 3
+    assert motor_pin.state == led_pin.state == 0
+
+
+def test_close_releases_the_pins_for_the_next_start(config_writer):
+    path = config_writer.write()
+    config = load_config(path)
+    first = open_wearable(config, path.parent)
+    first.close()
+    second = open_wearable(config, path.parent)  # would raise GPIOPinInUse if still claimed
+    second.close()
+
+
+@pytest.mark.parametrize(("bus", "address"), [(1, 0x68), (3, 0x69)])
+def test_a_chip_answering_garbage_is_not_an_mpu6050_naming_bus_and_address(
+    config_writer, bus, address
+):
+    path = config_writer.write({"sensor": {"bus": bus, "address": address}})
+    wearable = open_wearable(load_config(path), path.parent)
+    try:
+        wearable.emulated.sensor.chip.inject_who_am_i(0x12)
+        with pytest.raises(SensorNotFoundError) as caught:
+            wearable.sensor.start()
+    finally:
+        wearable.close()
+    message = str(caught.value)
+    assert f"I2C bus {bus} address {address:#04x}" in message
+    assert "0x12" in message
+    assert isinstance(caught.value, OSError)
+
+
+def test_a_sensor_that_does_not_answer_names_bus_and_address(config_writer):
+    path = config_writer.write()
+    wearable = open_wearable(load_config(path), path.parent)
+    try:
+        wearable.emulated.sensor.disconnect(3600.0)
+        with pytest.raises(SensorNotFoundError, match=r"I2C bus 1 address 0x68: no answer"):
+            wearable.sensor.start()
+    finally:
+        wearable.close()
+
+
+def test_a_missing_i2c_device_node_is_reported_with_the_fix(config_writer, mock_factory):
+    path = config_writer.write({"sensor": {"backend": "real", "bus": 250}})
+    with pytest.raises(SensorNotFoundError, match=r"/dev/i2c-250 does not exist.*sensor\.bus"):
+        open_wearable(load_config(path), path.parent)
+
+
+def test_the_daemon_stops_with_the_sensor_error_and_releases_the_hardware(
+    config_writer, start_daemon, monkeypatch
+):
+    import odar.sensor_rig
+
+    original = odar.sensor_rig.build_emulated_sensor
+
+    def clone_with_garbage(*args, **kwargs):
+        kwargs["who_am_i"] = 0x00
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(odar.sensor_rig, "build_emulated_sensor", clone_with_garbage)
+    running = start_daemon(config_writer.write(), wait_ready=False)
+    running.thread.join(30.0)
+    error = running.outcome.get("error")
+    assert isinstance(error, SensorNotFoundError)
+    assert "I2C bus 1 address 0x68" in str(error) and "0x00" in str(error)
+    wearable = running.daemon.wearable
+    assert wearable.emulated.pin_factory.pins == {}  # buttons and motor released, reset
+    assert not wearable.motor.playing
