@@ -22,7 +22,8 @@ if [[ $stages == *3* ]]; then
     echo "== 3. the artifacts on ai-edge-litert"
     bash scripts/setup-litert.sh "$python" .venv-litert
     ODAR_TFLITE_RUNTIME=ai-edge-litert .venv-litert/bin/python -m pytest -p no:cacheprovider \
-        tests/test_artifacts_runtime.py tests/test_head.py tests/test_bottleneck.py
+        tests/test_artifacts_runtime.py tests/test_head.py tests/test_bottleneck.py \
+        tests/test_runtime.py tests/test_manifest.py
 fi
 if [[ $stages == *4* ]]; then
     echo "== 4. smoke build with TensorFlow"
