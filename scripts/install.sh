@@ -121,6 +121,9 @@ config_txt_path() {
             return
         }
     done
+    # None found is an answer (empty), not a failure: under set -e a failing
+    # `config_txt=$(config_txt_path)` would end the install silently.
+    return 0
 }
 
 # Set `dtparam=NAME=VALUE` in config.txt, replacing an existing (even commented-out) line.

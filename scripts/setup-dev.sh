@@ -12,6 +12,9 @@ pkg-config --exists libsystemd 2>/dev/null || need_apt+=(libsystemd-dev pkg-conf
 command -v gcc >/dev/null || need_apt+=(gcc)
 # The tests boot a throwaway systemd in a namespace and install into a scratch Debian root.
 command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+# ... and run the installer and the artifacts in an arm64 root under qemu (the Pi's CPU).
+command -v qemu-aarch64-static >/dev/null || need_apt+=(qemu-user-static)
+command -v update-binfmts >/dev/null || need_apt+=(binfmt-support)
 command -v unshare >/dev/null && command -v nsenter >/dev/null || need_apt+=(util-linux)
 command -v useradd >/dev/null || need_apt+=(passwd)
 [ -x /lib/systemd/systemd ] || need_apt+=(systemd)
