@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -21,6 +21,18 @@ from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore
 
 _log = logging.getLogger(__name__)
+
+
+def loss_settled(losses: Sequence[float], span: int = 20, tolerance: float = 0.02) -> bool:
+    """True once the mean loss of the last *span* epochs is within *tolerance* (relative) of
+    the *span* before, or the loss is all but zero: when a person would stop training."""
+    if losses and losses[-1] < 1e-3:
+        return True
+    if len(losses) < 2 * span:
+        return False
+    recent = float(np.mean(losses[-span:]))
+    before = float(np.mean(losses[-2 * span : -span]))
+    return abs(before - recent) <= tolerance * max(before, 1e-9)
 
 
 class LatestHead:
@@ -105,17 +117,10 @@ class Trainer:
             self._thread.join(timeout)
 
     def loss_settled(self, span: int = 20, tolerance: float = 0.02) -> bool:
-        """True once the mean loss of the last *span* epochs is within *tolerance* (relative)
-        of the *span* before, or the loss is all but zero."""
+        """See :func:`loss_settled`; over this process's epochs."""
         with self._losses_lock:
             losses = list(self.losses)
-        if losses and losses[-1] < 1e-3:
-            return True
-        if len(losses) < 2 * span:
-            return False
-        recent = float(np.mean(losses[-span:]))
-        before = float(np.mean(losses[-2 * span : -span]))
-        return abs(before - recent) <= tolerance * max(before, 1e-9)
+        return loss_settled(losses, span, tolerance)
 
     def save(self) -> bool:
         """Write the current parameters; a failure is logged and training carries on."""

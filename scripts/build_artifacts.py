@@ -23,18 +23,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from artifact_builder import synthetic
+from artifact_builder import mixed_pretraining
 from artifact_builder.head_spec import HeadSpec, OptimizerSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_RATE_HZ = 100.0
 WINDOW = 400
-
-#: What the shipped base sees; ``odar bench fewshot`` evaluates on other placements, rates,
-#: noise and partly other activities.
-PRETRAIN_ACTIVITIES = ("sit", "stand", "lie", "walk", "run", "stairs_up", "stairs_down", "bike")
-PRETRAIN_PLACEMENTS = ("wrist", "pocket", "waist", "chest")
-PRETRAIN_RATES_HZ = (50.0, 100.0, 200.0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,13 +47,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --bottleneck: point the manifest at the file instead of copying it",
     )
     p.add_argument("--hhar", type=Path, help="pretrain on HHAR (directory of its CSV files)")
-    p.add_argument("--windows-per-activity", type=int, default=3000)
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument(
+        "--windows-per-activity",
+        type=int,
+        default=3000,
+        help="pretraining windows per activity from the physical motion model",
+    )
+    p.add_argument(
+        "--synthetic-windows-per-activity",
+        type=int,
+        default=2000,
+        help="pretraining windows per activity from the builder's synthetic generator",
+    )
+    p.add_argument(
+        "--pretrain-labels",
+        choices=mixed_pretraining.LABEL_SCHEMES,
+        default="activity",
+        help="pretraining classes: generator x activity, or generator x activity x placement",
+    )
+    p.add_argument(
+        "--no-augmentation",
+        dest="augment",
+        action="store_false",
+        help="no random motion gain on pretraining windows",
+    )
+    p.add_argument(
+        "--raw-features",
+        action="store_true",
+        help="do not standardise the bottleneck's features with the pretraining statistics",
+    )
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch (CI)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.windows_per_activity, args.epochs = 12, 1
+        args.windows_per_activity, args.synthetic_windows_per_activity, args.epochs = 12, 8, 1
     return args
 
 
@@ -90,34 +112,37 @@ def pretraining_data(args: argparse.Namespace):
         }
         return x[~held_out], y[~held_out], x[held_out], y[held_out], ACTIVITIES, provenance
     rng = np.random.default_rng(args.seed)
-    common = dict(
-        rate_hz=SAMPLE_RATE_HZ,
-        window=WINDOW,
-        placements=PRETRAIN_PLACEMENTS,
-        rates_hz=PRETRAIN_RATES_HZ,
+    physical, synthetic = args.windows_per_activity, args.synthetic_windows_per_activity
+    train = mixed_pretraining.mixed_windows(
+        physical, synthetic, rng, scheme=args.pretrain_labels, augment=args.augment
     )
-    x, y = synthetic.make_windows(PRETRAIN_ACTIVITIES, args.windows_per_activity, rng=rng, **common)
-    x_val, y_val = synthetic.make_windows(
-        PRETRAIN_ACTIVITIES, max(2, args.windows_per_activity // 5), rng=rng, **common
+    validation = mixed_pretraining.mixed_windows(
+        max(4, physical // 5), max(4, synthetic // 5), rng, scheme=args.pretrain_labels
     )
-    provenance = {
-        "kind": "synthetic",
-        "generator": "scripts/artifact_builder/synthetic.py",
-        "activities": list(PRETRAIN_ACTIVITIES),
-        "placements": list(PRETRAIN_PLACEMENTS),
-        "sensor_rates_hz": list(PRETRAIN_RATES_HZ),
-        "wearers": "a fresh random wearer per window (gait frequency, strength, device "
-        "orientation, noise, bias, accel 2-16 g and gyro 250-2000 dps ranges)",
-        "windows": len(x),
-        "validation_windows": len(x_val),
-        "seed": args.seed,
-        "note": "no real recordings; rebuild with --hhar DIR for a base trained on HHAR",
-    }
-    return x, y, x_val, y_val, PRETRAIN_ACTIVITIES, provenance
+    if validation.class_names != train.class_names:
+        raise SystemExit("validation classes differ from training classes: too few windows")
+    provenance = mixed_pretraining.provenance(
+        physical, synthetic, args.pretrain_labels, args.augment, args.seed
+    )
+    provenance["windows"] = len(train.labels)
+    provenance["validation_windows"] = len(validation.labels)
+    return (
+        train.windows,
+        train.labels,
+        validation.windows,
+        validation.labels,
+        train.class_names,
+        provenance,
+    )
 
 
 def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:
-    from artifact_builder.base_model import BaseSpec, bottleneck_function, pretrain
+    from artifact_builder.base_model import (
+        BaseSpec,
+        bottleneck_function,
+        feature_statistics,
+        pretrain,
+    )
     from artifact_builder.convert import to_tflite
 
     spec = BaseSpec(filters=(8, 8, 8, 8), feature_size=16) if args.smoke else BaseSpec()
@@ -125,12 +150,14 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
     started = time.monotonic()
     base, quality = pretrain(spec, x, y, x_val, y_val, len(activities), args.epochs, args.seed)
     quality["pretrain_seconds"] = round(time.monotonic() - started, 1)
+    statistics = None if args.raw_features else feature_statistics(base, x)
     path = out_dir / "bottleneck.tflite"
-    path.write_bytes(to_tflite(bottleneck_function(base, WINDOW)))
+    path.write_bytes(to_tflite(bottleneck_function(base, WINDOW, statistics)))
     info = {
         "origin": "built",
         "architecture": f"scaling (accel/g, |a|, |w|) + Conv1D {list(spec.filters)} stride 2 "
-        "+ BatchNorm + ReLU, global average and max pooling",
+        "+ BatchNorm + ReLU, global average and max pooling"
+        + ("" if statistics is None else ", standardised with the pretraining set's statistics"),
         "training_data": provenance,
         "quality": quality,
     }

@@ -1,6 +1,8 @@
 """A tiny build with scripts/build_artifacts.py, so the builder cannot rot (needs TensorFlow:
 CI runs this file in .venv-build). Also checks what the committed set cannot: the SGD
-optimizer's formula and N > 2 classes, and that --bottleneck builds a head for a foreign base."""
+optimizer's formula and N > 2 classes, that --bottleneck builds a head for a foreign base,
+that the features come out standardised, and that pretraining leaves out what the bench
+evaluates on."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
 import build_artifacts  # noqa: E402
+from artifact_builder import mixed_pretraining  # noqa: E402
 
+from odar.bench import fewshot  # noqa: E402
 from odar.bottleneck import Bottleneck  # noqa: E402
 from odar.head import Head  # noqa: E402
 from odar.manifest import load_manifest  # noqa: E402
@@ -29,11 +33,14 @@ from odar.manifest import load_manifest  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
+SMOKE_SEED = 11
+
+
 @pytest.fixture(scope="module")
 def smoke_set(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke")
     argv = ["--smoke", "--out", str(out), "--num-classes", "3", "--optimizer", "sgd"]
-    assert build_artifacts.main(argv) == 0
+    assert build_artifacts.main([*argv, "--seed", str(SMOKE_SEED)]) == 0
     return out
 
 
@@ -82,3 +89,60 @@ def test_bring_your_own_bottleneck(smoke_set, tmp_path):
     assert (tmp_path / "bottleneck.tflite").read_bytes() == (
         smoke_set / "bottleneck.tflite"
     ).read_bytes()
+
+
+def test_features_are_standardised_on_the_pretraining_windows(smoke_set):
+    # The builder's first draw from its seed is the training set (smoke sizes: 12 physical
+    # and 8 synthetic windows per activity); the statistics were taken on all of it.
+    args = build_artifacts.parse_args(["--smoke", "--seed", str(SMOKE_SEED)])
+    x, *_ = build_artifacts.pretraining_data(args)
+    features = Bottleneck(load_manifest(smoke_set)).features_of(x)
+    spread = features.std(axis=0)
+    live = spread > 1e-3
+    assert live.sum() >= features.shape[1] // 2
+    np.testing.assert_allclose(features.mean(axis=0), 0.0, atol=1e-3)
+    np.testing.assert_allclose(spread[live], 1.0, rtol=1e-2)
+
+
+def test_pretraining_mixes_both_generators_and_holds_out_the_bench_conditions(smoke_set):
+    training = load_manifest(smoke_set).raw["base"]["training_data"]
+    physical = training["generators"]["physical"]
+    synthetic = training["generators"]["synthetic"]
+    assert physical["windows_per_activity"] > synthetic["windows_per_activity"]
+    assert not set(physical["placements"]) & set(fewshot.OTHER_PLACEMENTS)
+    assert not set(synthetic["placements"]) & set(fewshot.EVAL_PLACEMENTS)
+    assert not set(physical["activities"]) & {"arm_waving", "arm_circles", "jumping"}
+    assert not set(synthetic["activities"]) & set(fewshot.UNSEEN_ACTIVITIES)
+    assert set(training["sensor_rates_hz"]).isdisjoint(fewshot.EVAL_RATES_HZ)
+
+
+def test_mixed_set_labels_every_generator_activity_and_placement():
+    mixed = mixed_pretraining.mixed_windows(
+        8, 4, np.random.default_rng(0), scheme="activity-placement"
+    )
+    expected = len(mixed_pretraining.PHYSICAL_ACTIVITIES) * len(
+        mixed_pretraining.PHYSICAL_PLACEMENTS
+    ) + len(mixed_pretraining.SYNTHETIC_ACTIVITIES) * len(mixed_pretraining.SYNTHETIC_PLACEMENTS)
+    assert len(mixed.class_names) == expected
+    assert mixed.windows.shape == (len(mixed.labels), 400, 6)
+    assert np.bincount(mixed.labels).min() >= 1
+    coarse = mixed_pretraining.mixed_windows(8, 4, np.random.default_rng(0), scheme="activity")
+    assert len(coarse.class_names) == 16
+    assert "physical:walking" in coarse.class_names and "synthetic:walk" in coarse.class_names
+
+
+def test_amplitude_augmentation_scales_motion_and_keeps_gravity():
+    rng = np.random.default_rng(3)
+    t = np.arange(400) / 100.0
+    window = np.zeros((400, 6), np.float32)
+    window[:, 2] = 9.8 + np.sin(2 * np.pi * 2 * t)
+    window[:, 3] = 0.5 * np.cos(2 * np.pi * 2 * t)
+    windows = np.repeat(window[None], 200, axis=0)
+    augmented = mixed_pretraining.augment_amplitude(windows.copy(), rng, (0.5, 2.0), share=0.5)
+    np.testing.assert_allclose(augmented[:, :, 2].mean(axis=1), window[:, 2].mean(), rtol=1e-5)
+    gains = augmented[:, :, 3].std(axis=1) / window[:, 3].std()
+    changed = ~np.isclose(gains, 1.0, atol=1e-4)
+    assert 0.3 < changed.mean() < 0.7
+    assert gains.min() >= 0.5 - 1e-4 and gains.max() <= 2.0 + 1e-4
+    accel_gains = (augmented[:, :, 2].std(axis=1)) / window[:, 2].std()
+    np.testing.assert_allclose(accel_gains, gains, rtol=1e-3)

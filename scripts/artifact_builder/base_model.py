@@ -2,7 +2,9 @@
 
 Scaling lives inside the model (accelerometer / g, gyroscope as is in rad/s, plus the two
 vector magnitudes, which do not depend on how the device sits on the body), so the daemon
-feeds the driver's samples unchanged.
+feeds the driver's samples unchanged. The exported features are standardised with the
+pretraining set's per-feature mean and spread, baked in as constants: the head then starts
+from inputs of unit scale, which its 40-odd Adam steps on 10 windows need.
 """
 
 from __future__ import annotations
@@ -70,8 +72,13 @@ def pretrain(
     hidden = tf.keras.layers.Dropout(spec.dropout)(features)
     outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(hidden)
     classifier = tf.keras.Model(inputs, outputs)
+    batch_size = 64
+    # Cosine decay to zero: the last epochs settle instead of bouncing at the full rate.
+    schedule = tf.keras.optimizers.schedules.CosineDecay(
+        2e-3, decay_steps=max(1, epochs * int(np.ceil(len(x_train) / batch_size)))
+    )
     classifier.compile(
-        optimizer=tf.keras.optimizers.Adam(2e-3),
+        optimizer=tf.keras.optimizers.Adam(schedule),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
@@ -80,7 +87,7 @@ def pretrain(
         y_train,
         validation_data=(x_val, y_val),
         epochs=epochs,
-        batch_size=64,
+        batch_size=batch_size,
         verbose=2,
     )
     _, val_accuracy = classifier.evaluate(x_val, y_val, verbose=0)
@@ -95,11 +102,38 @@ def pretrain(
     return base, quality
 
 
-def bottleneck_function(base: tf.keras.Model, window: int):
-    """The base as a named signature: ``window`` (1, 400, 6) -> ``features`` (1, F)."""
+def feature_statistics(
+    base: tf.keras.Model, x: np.ndarray, max_windows: int = 8000
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and spread on (up to *max_windows* of) the pretraining windows.
+
+    A feature that never varies (a ReLU that stays at 0) gets spread 1, not a division by ~0.
+    """
+    features = base.predict(x[:max_windows], batch_size=256, verbose=0)
+    mean = features.mean(axis=0)
+    spread = features.std(axis=0)
+    spread = np.where(spread > 1e-3, spread, 1.0)
+    return mean.astype(np.float32), spread.astype(np.float32)
+
+
+def bottleneck_function(
+    base: tf.keras.Model,
+    window: int,
+    statistics: tuple[np.ndarray, np.ndarray] | None = None,
+):
+    """The base as a named signature: ``window`` (1, 400, 6) -> ``features`` (1, F),
+    standardised with *statistics* (mean, spread) when given."""
+    if statistics is None:
+        offset, scale = None, None
+    else:
+        offset = tf.constant(statistics[0][None, :])
+        scale = tf.constant((1.0 / statistics[1])[None, :])
 
     @tf.function(input_signature=[tf.TensorSpec((1, window, 6), tf.float32, name="window")])
     def bottleneck(window_tensor):
-        return {"features": base(window_tensor, training=False)}
+        features = base(window_tensor, training=False)
+        if offset is not None:
+            features = (features - offset) * scale
+        return {"features": features}
 
     return bottleneck.get_concrete_function()
