@@ -455,6 +455,34 @@ def test_stop_saves_and_exits_0(restarted: Restarted, stopped: Stopped) -> None:
     assert stopped.params_sha256_after != stopped.params_sha256_before
 
 
+# ---- systemctl reload: SIGHUP -----------------------------------------------------------
+
+
+def test_reload_applies_a_good_config_and_keeps_running_on_a_bad_one(
+    ns: SystemdNamespace,
+) -> None:
+    _stop_and_reset(ns)
+    ns.write_file(CONFIG, _config("systemd-idle"))
+    ns.systemctl("start", SERVICE)
+    pid = int(_state(ns)["MainPID"])
+
+    ns.write_file(CONFIG, _config("systemd-idle", **{"  threshold: 0.75": "  threshold: 0.9"}))
+    ns.systemctl("reload", SERVICE)
+    reloaded = _wait_for_entry(ns, pid, "configuration reloaded", RESTART_LIMIT)
+
+    ns.write_file(CONFIG, _config("systemd-idle", **{"  rate_hz: 100": "  rate_hz: 5000"}))
+    ns.systemctl("reload", SERVICE)
+    refused = _wait_for_entry(ns, pid, "reload refused", RESTART_LIMIT)
+    state = _state(ns)
+    ns.systemctl("stop", SERVICE)
+    assert reloaded["ODAR_EVENT"] == "reload"
+    # The bad file names its key, and the service carries on with what it had.
+    assert "sensor.rate_hz" in refused["MESSAGE"]
+    assert state["ActiveState"] == "active" and state["SubState"] == "running"
+    assert int(state["MainPID"]) == pid
+    assert state["NRestarts"] == "0"
+
+
 # ---- failures: a stalled sensor loop, a bad config ------------------------------------------
 
 
