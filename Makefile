@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint setup clean
 
-$(STAMP): pyproject.toml scripts/setup-dev.sh
+$(STAMP): pyproject.toml scripts/setup-dev.sh scripts/apt-need.sh
 	bash scripts/setup-dev.sh "$(PYTHON)" "$(VENV)"
 	touch $(STAMP)
 

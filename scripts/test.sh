@@ -16,6 +16,7 @@ if [[ $stages == *1* ]]; then
 fi
 if [[ $stages == *2* ]]; then
     echo "== 2. pytest on tflite-runtime"
+    bash scripts/setup-test-tools.sh
     .venv/bin/python -m pytest "$@"
 fi
 if [[ $stages == *3* ]]; then

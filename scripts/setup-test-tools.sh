@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System tools some tests need: they boot a throwaway systemd in a namespace, install into a
+# scratch Debian root, and run the installer and the artifacts in an arm64 root under qemu.
+# Without root these tests skip with a printed reason (they fail under ODAR_REQUIRE_SYSTEMD=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/apt-need.sh
+
+need=()
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
+command -v update-binfmts >/dev/null || need+=(binfmt-support)
+{ command -v unshare >/dev/null && command -v nsenter >/dev/null; } || need+=(util-linux)
+command -v useradd >/dev/null || need+=(passwd)
+{ [ -x /lib/systemd/systemd ] && command -v systemd-analyze >/dev/null; } || need+=(systemd)
+if ! apt_need "${need[@]}" && [ "${ODAR_REQUIRE_SYSTEMD:-}" = 1 ]; then
+    exit 1
+fi
+exit 0
