@@ -117,11 +117,7 @@ class Daemon:
         self.engine = Engine.load(config.paths.artifacts_dir, config.runtime.num_threads)
         manifest = self.engine.manifest
         self.class_names = manifest.classes
-        if config.inference.trigger_class not in self.class_names:
-            raise ConfigError(
-                f"inference.trigger_class: {config.inference.trigger_class!r} is not a class of "
-                f"the artifacts ({', '.join(self.class_names)})"
-            )
+        self._check_trigger_class(config)
         _, rate = nearest_sample_rate(config.sensor.settings)
         self.decimation = self.engine.decimation_for(rate)
 
@@ -194,6 +190,13 @@ class Daemon:
             lambda: self._handle(self.controls.press_class()),
             lambda: self._handle(self.controls.press_start_stop()),
         )
+
+    def _check_trigger_class(self, config: Config) -> None:
+        if config.inference.trigger_class not in self.class_names:
+            raise ConfigError(
+                f"inference.trigger_class: {config.inference.trigger_class!r} is not a class of "
+                f"the artifacts ({', '.join(self.class_names)})"
+            )
 
     # ------------------------------------------------------------------ events
 
@@ -328,11 +331,7 @@ class Daemon:
         self.notifier.reloading()
         try:
             new = load_config(self.config_path)
-            if new.inference.trigger_class not in self.class_names:
-                raise ConfigError(
-                    f"inference.trigger_class: {new.inference.trigger_class!r} is not a class "
-                    f"of the artifacts ({', '.join(self.class_names)})"
-                )
+            self._check_trigger_class(new)
         except ConfigError as error:
             _log.error("reload refused, the running configuration stays: %s", error)
             self.notifier.ready()
