@@ -64,6 +64,11 @@ RECOVERY_BACKOFF_MAX_S = 1.0
 #: Share of the measured-vs-expected timestamp difference corrected per read: absorbs the
 #: drift between the chip's and the host's clocks while smoothing scheduling jitter.
 TIMESTAMP_CORRECTION_GAIN = 0.1
+#: Most the spacing of a block's timestamps may differ from the period while correcting: above
+#: any sample clock's drift (datasheet: a few percent), far below a missing sample.
+TIMESTAMP_MAX_STRETCH = 0.05
+#: An estimate this far from the continued timestamps is no jitter: re-anchor, marked as a gap.
+TIMESTAMP_REANCHOR_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -382,13 +387,22 @@ class MPU6050:
         return block
 
     def _stamp(self, n: int, newest: float) -> np.ndarray:
-        first = newest - (n - 1) * self._period_s
-        if self._last_timestamp is not None:
-            expected = self._last_timestamp + self._period_s
-            first = expected + TIMESTAMP_CORRECTION_GAIN * (first - expected)
-            # Never backwards, never two samples closer than half a period.
-            first = max(first, self._last_timestamp + 0.5 * self._period_s)
-        return first + np.arange(n, dtype=np.float64) * self._period_s
+        period = self._period_s
+        anchored = newest - (n - 1) * period + np.arange(n, dtype=np.float64) * period
+        last = self._last_timestamp
+        if last is None:
+            return anchored
+        error = newest - (last + n * period)
+        if abs(error) > TIMESTAMP_REANCHOR_S:
+            # Not jitter (a stalled host, a chip clock far off): start afresh, as a gap, so no
+            # window holds the jump.
+            self._pending_gap = True
+            return np.maximum(anchored, last + period * np.arange(1, n + 1))
+        # Spread the correction over the block's spacing: continuous data never shows a step
+        # that could be mistaken for a missing sample, and clock drift is still followed.
+        limit = TIMESTAMP_MAX_STRETCH * n * period
+        step = period + float(np.clip(TIMESTAMP_CORRECTION_GAIN * error, -limit, limit)) / n
+        return last + step * np.arange(1, n + 1, dtype=np.float64)
 
     def _restart_after_loss(self) -> None:
         """Reset the FIFO and report what was produced since the last delivered sample."""

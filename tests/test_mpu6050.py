@@ -432,3 +432,39 @@ def test_close_puts_the_chip_to_sleep() -> None:
     driver.start()
     driver.close()
     assert bus.registers[reg.Register.PWR_MGMT_1] & 0x40
+
+
+def test_timestamps_spread_corrections_so_continuous_data_never_looks_like_a_hole() -> None:
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
+    bus, clock, driver = make(settings)
+    Feeder(bus, clock, 1000)
+    driver.start()
+    rng = np.random.default_rng(3)
+    blocks = []
+    for _ in range(300):
+        # Reads late and early by far more than the period: a loaded host.
+        clock.advance(driver.poll_interval_s * rng.uniform(0.1, 1.6))
+        blocks.append(driver.read())
+    assert not any(b.gap for b in blocks)
+    stamps = np.concatenate([b.timestamps for b in blocks])
+    steps = np.diff(stamps) / 1e-3
+    assert steps.min() >= 0.95 - 1e-9 and steps.max() <= 1.05 + 1e-9
+    # ... and they still follow the clock.
+    assert abs(stamps[-1] - clock.now) < reg.FIFO_CAPACITY_SAMPLES * 1e-3
+
+
+def test_timestamps_far_from_the_continued_ones_start_afresh_as_a_gap() -> None:
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
+    bus, clock, driver = make(settings)
+    Feeder(bus, clock, 1000)
+    driver.start()
+    for _ in range(5):
+        clock.advance(driver.poll_interval_s)
+        driver.read()
+    last = driver.read().timestamps
+    # The host's clock jumps ahead of the samples' own pace by 2 s (no data is missing).
+    driver._last_timestamp = float(last[-1]) - 2.0 if len(last) else clock.now - 2.0
+    clock.advance(driver.poll_interval_s)
+    block = driver.read()
+    assert block.gap and len(block)
+    assert abs(block.timestamps[-1] - clock.now) < reg.FIFO_CAPACITY_SAMPLES * 1e-3
