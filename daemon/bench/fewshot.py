@@ -26,6 +26,7 @@ from types import ModuleType
 import numpy as np
 
 from odar.bottleneck import Bottleneck
+from odar.drivers.emulated.motion import ACTIVITIES
 from odar.errors import ConfigError
 from odar.head import Head
 from odar.manifest import load_manifest
@@ -46,19 +47,7 @@ UNSEEN_ACTIVITIES = ("jump", "brush_teeth", "wave", "shuffle")
 #: The physical model's placement that pretraining leaves out, and all its activities
 #: (arm_waving, arm_circles and jumping are not pretrained on).
 OTHER_PLACEMENTS = ("upper_arm",)
-OTHER_ACTIVITIES = (
-    "sitting",
-    "standing",
-    "lying",
-    "walking",
-    "running",
-    "stairs_up",
-    "stairs_down",
-    "cycling",
-    "arm_waving",
-    "arm_circles",
-    "jumping",
-)
+OTHER_ACTIVITIES = tuple(ACTIVITIES)
 #: --quick: one draw of an easy, a middling and an unseen activity, few test windows.
 QUICK_ACTIVITIES = ("sit", "run", "jump")
 QUICK_OTHER_ACTIVITIES = ("sitting", "running", "arm_waving")
