@@ -24,8 +24,6 @@ from odar.drivers.sensor_settings import SensorSettings
 from odar.errors import ConfigError, SensorSettingsError
 
 DEFAULT_STATE_DIR = Path("/var/lib/odar")
-#: BCM numbers of the 40-pin header's GPIOs.
-BCM_PINS = range(0, 28)
 
 
 def _setting(default: Any, *, low: float | None = None, high: float | None = None) -> Any:
