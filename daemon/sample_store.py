@@ -20,6 +20,7 @@ by its length or CRC and cut off on the next open. The header ties the store to 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -183,7 +185,7 @@ class SampleStore:
         if sync_every < 0:
             raise ValueError(f"sync_every must be >= 0, got {sync_every}")
         try:
-            with open(path, "rb") as file:
+            with open_no_follow(path) as file:
                 found, data_start = parse_header(file.read(_MAX_HEADER_BYTES + 64), str(path))
             if found != layout:
                 raise StateError(f"{path}: belongs to other artifacts or classes ({found})")
@@ -201,7 +203,7 @@ class SampleStore:
         except OSError as error:
             raise StateWriteError(error.errno, f"cannot read {path}: {error.strerror}") from error
         try:
-            descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+            descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as error:
             raise StateWriteError(error.errno, f"cannot open {path}: {error.strerror}") from error
         counts = _recover(descriptor, path, layout, data_start, wall_clock(), logger)
@@ -304,6 +306,16 @@ class SampleStore:
             os.ftruncate(self._descriptor, size_before)
         except OSError as error:
             self._log.error("cannot cut a partial record off %s: %s", self.path, error)
+
+
+def open_no_follow(path: Path) -> BinaryIO:
+    """*path* for reading; :class:`StateError` if it is a symlink (never read through)."""
+    try:
+        return os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise StateError(f"{path}: a symlink, not a state file of ours") from None
+        raise
 
 
 def _create(path: Path, layout: StoreLayout) -> int:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,7 @@ from odar.controls import Controls, Event, EventKind, Mode
 from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import nearest_sample_rate
 from odar.engine import Engine
-from odar.errors import ConfigError, StateWriteError
+from odar.errors import ConfigError, RootRefusedError
 from odar.haptics import detection_pattern, pattern_for
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
@@ -37,6 +38,7 @@ from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_store import SampleStore, StoreLayout
 from odar.signals import SignalRequests
+from odar.state_dir import StateDirectory
 from odar.trainer import LatestHead, Trainer
 from odar.wearable import Wearable, open_real_wearable
 from odar.windows import Window, WindowCutter
@@ -98,9 +100,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIG,
         help=f"configuration file (default {DEFAULT_CONFIG})",
     )
+    parser.add_argument(
+        "--allow-root",
+        action="store_true",
+        help="run even as root (refused otherwise: the unit runs odar as the user odar)",
+    )
+
+
+def refuse_root(allow_root: bool, euid: int | None = None) -> None:
+    """:class:`RootRefusedError` when running as root and not told it is fine."""
+    if (os.geteuid() if euid is None else euid) == 0 and not allow_root:
+        raise RootRefusedError(
+            "refusing to run as root: the daemon needs no privileges (the unit runs it as "
+            "the user odar); pass --allow-root if you mean it"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_root(args.allow_root)
     setup_logging("info")
     config = load_config(args.config)
     setup_logging(config.logging.level)
@@ -149,13 +166,10 @@ class Daemon:
             _, rate = nearest_sample_rate(config.sensor.settings)
             self.decimation = self.engine.decimation_for(rate)
 
-            state_dir = config.state_dir
-            try:
-                state_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StateWriteError(
-                    error.errno, f"paths.state_dir: cannot create {state_dir}: {error.strerror}"
-                ) from error
+            self.state = StateDirectory.open(config.state_dir)
+            undo_on_failure.callback(self.state.close)
+            state_dir = self.state.path
+            self.state.remove_stale_temporaries((PARAMS_FILE, SAMPLES_FILE, CONTROLS_FILE), _log)
             layout = StoreLayout(
                 self.engine.manifest_hash,
                 manifest.num_classes,
@@ -467,3 +481,4 @@ class Daemon:
     def _close(self) -> None:
         self.wearable.close()
         self.samples.close()
+        self.state.close()

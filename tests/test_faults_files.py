@@ -208,7 +208,7 @@ def test_odar_run_on_a_corrupt_manifest_exits_78_with_one_clear_line(
     bad = damage_manifest(directory, "truncated")
     config = config_writer.write({"paths": {"artifacts_dir": str(directory)}})
     finished = subprocess.run(
-        [sys.executable, "-m", "odar.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "odar.cli", "run", "--allow-root", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
