@@ -4,14 +4,19 @@ File layout (little-endian)::
 
     b"ODARHEAD"                 magic, 8 bytes
     u32 header_length
-    header                      UTF-8 JSON: schema, manifest_hash, payload_length
+    header                      UTF-8 JSON: schema, manifest_hash (the head binding, below),
+                                payload_length
     payload                     .npz of the arrays (no pickles)
     SHA-256                     32 bytes, over every byte before it
 
-The manifest hash ties the parameters to the artifacts that trained them, so a head trained
-for one bottleneck is never loaded into another. A file that fails any check is moved aside
-as ``<name>.bad-<timestamp>`` and :meth:`ParamStore.load` returns None: training then starts
-from the ``initialize`` artifact.
+The header's ``manifest_hash`` field ties the parameters to what they depend on, so a head
+trained for one bottleneck or head layout is never loaded into another. Since schema 1's second
+release it holds :func:`odar.engine.head_binding` (the bottleneck's SHA-256, the parameters'
+and optimizer state's names and shapes, the optimizer), not the manifest file's hash: a
+cosmetic edit of manifest.json keeps the head. A file saved under the manifest file's hash by
+an earlier odar is still accepted (``also_accept``) and rewritten at the next save. A file that
+fails any check is moved aside as ``<name>.bad-<timestamp>`` and :meth:`ParamStore.load`
+returns None: training then starts from the ``initialize`` artifact.
 """
 
 from __future__ import annotations
@@ -79,7 +84,9 @@ def encode_head_state(state: HeadState, manifest_hash: str) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-def decode_head_state(data: bytes, manifest_hash: str, source: str = "<bytes>") -> HeadState:
+def decode_head_state(
+    data: bytes, manifest_hash: str, source: str = "<bytes>", also_accept: tuple[str, ...] = ()
+) -> HeadState:
     """The state in *data*; :class:`StateError` naming *source* if it is not a good one for us."""
     if len(data) < len(MAGIC) + _LENGTH.size + _DIGEST_BYTES or not data.startswith(MAGIC):
         raise StateError(f"{source}: not an odar parameter file (bad magic or too short)")
@@ -100,7 +107,7 @@ def decode_head_state(data: bytes, manifest_hash: str, source: str = "<bytes>") 
         raise StateError(
             f"{source}: schema {header.get('schema')!r}, this odar reads {SCHEMA_VERSION}"
         )
-    if header.get("manifest_hash") != manifest_hash:
+    if header.get("manifest_hash") not in (manifest_hash, *also_accept):
         raise StateError(
             f"{source}: trained for artifacts {header.get('manifest_hash')!r}, "
             f"these are {manifest_hash!r}"
@@ -148,11 +155,13 @@ class ParamStore:
         path: str | os.PathLike[str],
         manifest_hash: str,
         *,
+        also_accept: tuple[str, ...] = (),
         wall_clock: Callable[[], float] = time.time,
         logger: logging.Logger = _log,
     ) -> None:
         self.path = Path(path)
         self.manifest_hash = manifest_hash
+        self._also_accept = also_accept
         self._wall_clock = wall_clock
         self._log = logger
         # One save at a time: the trainer's periodic save, its save on stop and the shutdown
@@ -183,7 +192,9 @@ class ParamStore:
             self._log.error("cannot read %s: %s; starting from initialize", self.path, error)
             return None
         try:
-            return decode_head_state(data, self.manifest_hash, source=str(self.path))
+            return decode_head_state(
+                data, self.manifest_hash, str(self.path), also_accept=self._also_accept
+            )
         except StateError as error:
             self._set_aside(error)
             return None

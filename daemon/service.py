@@ -31,7 +31,7 @@ from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, RootRefusedError
-from odar.haptics import detection_pattern, pattern_for
+from odar.haptics import REFUSED, detection_pattern, pattern_for
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
@@ -153,6 +153,8 @@ class Daemon:
         #: Clock time when READY=1 was sent; None before.
         self.ready_at: float | None = None
         self._fatal: str | None = None
+        #: Why the last Collect was refused (store cap, free-space reserve), for STATUS.
+        self._collect_refusal: str | None = None
         self._stopping = False
         self._restart_cutter = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -171,14 +173,33 @@ class Daemon:
             state_dir = self.state.path
             self.state.remove_stale_temporaries((PARAMS_FILE, SAMPLES_FILE, CONTROLS_FILE), _log)
             layout = StoreLayout(
-                self.engine.manifest_hash,
+                self.engine.bottleneck_sha256,
                 manifest.num_classes,
                 manifest.feature_size,
                 (manifest.window_samples, len(manifest.input_layout)),
             )
-            self.samples = SampleStore.open(state_dir / SAMPLES_FILE, layout)
+            self.samples = SampleStore.open(
+                state_dir / SAMPLES_FILE,
+                layout,
+                features_for=self.engine.bottleneck.features_of,
+                legacy_manifest_hash=self.engine.manifest_hash,
+            )
             undo_on_failure.callback(self.samples.close)
-            self.param_store = ParamStore(state_dir / PARAMS_FILE, self.engine.manifest_hash)
+            self._bound_samples(config)
+            if self.samples.features_recomputed:
+                log_event(
+                    _log,
+                    "the bottleneck changed: the stored samples' features were recomputed "
+                    "with the new one; train the head again",
+                    logging.WARNING,
+                    event="features_recomputed",
+                )
+            self.param_store = ParamStore(
+                state_dir / PARAMS_FILE,
+                self.engine.head_binding,
+                # A head saved by an earlier odar, bound to the manifest file's bytes.
+                also_accept=(self.engine.manifest_hash,),
+            )
             head = self.engine.head
             saved = self.param_store.load()
             if saved is None:
@@ -245,7 +266,29 @@ class Daemon:
 
     # ------------------------------------------------------------------ events
 
+    def _bound_samples(self, config: Config) -> None:
+        storage = config.storage
+        self.samples.set_bounds(storage.max_samples_mib * 2**20, storage.reserve_free_mib * 2**20)
+
+    def _refuse_collect(self, reason: str) -> None:
+        """Collect cannot store another sample: stop the run, rattle, say why."""
+        self.controls.stop()
+        self._collect_refusal = reason
+        self.wearable.motor.play(REFUSED)
+        if self.wearable.led is not None:
+            self.wearable.led.play(REFUSED)
+        log_event(
+            _log, f"collect refused: {reason}", logging.WARNING, event="refused", mode="collect"
+        )
+        self._publish_status()
+
     def _handle(self, event: Event) -> None:
+        if event.kind is EventKind.STARTED and event.mode is Mode.COLLECT:
+            reason = self.samples.can_accept()
+            if reason is not None:
+                self._refuse_collect(reason)
+                return
+            self._collect_refusal = None
         pattern = pattern_for(event)
         self.wearable.motor.play(pattern)
         if self.wearable.led is not None:
@@ -322,6 +365,10 @@ class Daemon:
         mode, class_index = controls.mode, controls.class_index
         features = self.engine.bottleneck.features(window.samples)
         if mode is Mode.COLLECT:
+            reason = self.samples.can_accept()
+            if reason is not None:
+                self._refuse_collect(reason)
+                return
             self.collector.collect(window, features, class_index)
             self._publish_status()
         elif mode is Mode.INFER:
@@ -370,7 +417,9 @@ class Daemon:
             f"class {self.class_names[status.class_index]}; samples: {counts}; "
             f"epoch {status.epoch}"
         )
-        return text + (f", loss {status.loss:.4f}" if status.loss is not None else "")
+        text += f", loss {status.loss:.4f}" if status.loss is not None else ""
+        refusal = self._collect_refusal
+        return text + (f"; collect refused: {refusal}" if refusal and not status.running else "")
 
     def _publish_status(self) -> None:
         self.notifier.status(self.status_text())
@@ -391,6 +440,7 @@ class Daemon:
         self.pulse_seconds = new.inference.pulse_seconds
         self.trainer.save_every_seconds = new.training.save_every_seconds
         self.trainer.max_epochs = new.training.max_epochs
+        self._bound_samples(new)
         needs_restart = [
             section
             for section in ("sensor", "pins", "paths", "runtime")

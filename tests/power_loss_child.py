@@ -1,6 +1,6 @@
 """The process tests/test_power_loss.py kills: a fork server that saves head parameters.
 
-Run as ``python tests/power_loss_child.py PARAMS_PATH [race]``. Imports (numpy, odar) cost a few
+Run as ``python tests/power_loss_child.py PATH [race|append]``. Imports (numpy, odar) cost a few
 hundred milliseconds, far more than a save, so this process imports once and forks a saver
 for every ``fork`` line read from stdin. Each saver does what the daemon does on start and
 while training: load the file, then save epoch after epoch until it is killed.
@@ -17,6 +17,9 @@ buffer that a SIGKILL would lose)::
 With ``race``, each saver runs two threads through one ParamStore, as the trainer's own save
 and the shutdown save do: in every round both wait at a barrier, then save at once (epochs
 2k and 2k+1), so the kill lands amid two saves racing each other.
+
+With ``append``, PATH is a sample store: each saver opens it (recovering what the last kill
+left) and appends record after record (``begin I`` / ``done I``, I counting from 0).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from faults_support import POWER_LOSS_MANIFEST_HASH, head_state_for
+from faults_support import POWER_LOSS_MANIFEST_HASH, head_state_for, kill_test_record
 
 from odar.param_store import ParamStore
+from odar.sample_store import SampleStore, StoreLayout
 
 
 def say(line: str) -> None:
@@ -71,14 +75,28 @@ def race_forever(path: Path) -> None:
     saver(0)
 
 
-def serve(path: Path, race: bool) -> None:
+KILL_TEST_LAYOUT = StoreLayout("kill-test", num_classes=2, feature_size=8)
+
+
+def append_forever(path: Path) -> None:
+    with SampleStore.open(path, KILL_TEST_LAYOUT) as store:
+        index = len(store)
+        say(f"loaded {index}")
+        while True:
+            say(f"begin {index}")
+            store.append(*kill_test_record(index))
+            say(f"done {index}")
+            index += 1
+
+
+def serve(path: Path, mode: str) -> None:
     for command in sys.stdin:
         if command.strip() != "fork":
             continue
         pid = os.fork()
         if pid == 0:
             try:
-                (race_forever if race else save_forever)(path)
+                {"race": race_forever, "append": append_forever}.get(mode, save_forever)(path)
             finally:
                 os._exit(1)  # never back into the server's loop
         say(f"pid {pid}")
@@ -89,4 +107,4 @@ def serve(path: Path, race: bool) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    serve(Path(sys.argv[1]), race=sys.argv[2:] == ["race"])
+    serve(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "save")

@@ -23,9 +23,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from faults_support import POWER_LOSS_MANIFEST_HASH, head_state_for, same_state
+import numpy as np
+from faults_support import POWER_LOSS_MANIFEST_HASH, head_state_for, kill_test_record, same_state
 
 from odar.param_store import ParamStore
+from odar.sample_store import SampleStore, StoreLayout
 
 CHILD = Path(__file__).resolve().parent / "power_loss_child.py"
 KILLS = 200
@@ -203,3 +205,36 @@ def test_two_saves_racing_in_one_process_and_a_kill_never_leave_an_empty_or_torn
     assert not [name for name in names if ".bad-" in name], "a file was set aside as bad"
     assert sum(sizes.values()) == RACE_KILLS
     assert sizes["whole, as saved"] > RACE_KILLS // 2, "the kills did not land amid saves"
+
+
+APPEND_KILLS = 200
+
+
+def test_every_open_after_200_kills_mid_append_keeps_every_record_appended(tmp_path):
+    """The sample store under the same kills: every record whose append returned is there,
+    whole; the one under way is there whole or not at all; nothing is damaged or moved."""
+    path = tmp_path / "samples.odar"
+    layout = StoreLayout("kill-test", num_classes=2, feature_size=8)
+    rng = random.Random(20261130)
+    server = Server(path, "append")
+    outcomes: Counter[str] = Counter()
+    try:
+        for kill in range(APPEND_KILLS):
+            begun, _ = kill_one_saver(server, rng)
+            with SampleStore.open(path, layout) as store:
+                count, damaged = len(store), store.damaged_records
+                loaded = store.load()
+            assert damaged == 0, f"kill {kill}: {damaged} damaged records"
+            # Every record before the one begun was done (by this saver or an earlier one).
+            assert count in (begun, begun + 1), f"kill {kill}: {count} records, {begun} begun"
+            assert loaded.timestamps.tolist() == [float(i) for i in range(count)]
+            label, features, window, _ = kill_test_record(count - 1)
+            assert loaded.labels[-1] == label
+            np.testing.assert_array_equal(loaded.features[-1], features)
+            np.testing.assert_array_equal(loaded.windows[-1], window)
+            outcomes["the record under way kept" if count == begun + 1 else "cut"] += 1
+    finally:
+        server.close()
+    names = sorted(p.name for p in tmp_path.iterdir())
+    print(f"\n{APPEND_KILLS} kills mid-append: {dict(outcomes)}; files: {names}")
+    assert names == ["samples.odar"]

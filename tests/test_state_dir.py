@@ -145,5 +145,5 @@ def test_planted_symlinks_never_make_root_write_outside_the_state_directory(
     for name in (PARAMS_FILE, CONTROLS_FILE, SAMPLES_FILE):
         assert not (state / name).is_symlink(), name
         assert (state / name).stat().st_mode & 0o077 == 0, f"{name} is readable by others"
-    assert ParamStore(state / PARAMS_FILE, running.daemon.engine.manifest_hash).load() is not None
+    assert ParamStore(state / PARAMS_FILE, running.daemon.engine.head_binding).load() is not None
     assert not [p for p in state.iterdir() if ".tmp-" in p.name]
