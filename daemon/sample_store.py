@@ -2,13 +2,15 @@
 
 Why a log and not SQLite (measured with ``scripts/measure_sample_store.py --records 2000`` on
 the development machine's ext4 disk, sqlite 3.40.1, every record durable before append
-returns): appends cost about the same (median 3.8 ms for this log, 4.0 ms for SQLite WAL with
-synchronous=FULL; 0.03 ms with NORMAL, which may lose the last records on power loss) and so
-does the space (10,132 vs 10,248 bytes a record). What decided it is damage: zeroing one 4 KiB
-page of the SQLite file lost every row when it was page 1 (the header and schema) or the
-table's root page, and half of them for an interior page, with no recovery in Python's
-sqlite3. Fixed-size records with their own checksum lose only the records a damaged page
-touches, wherever it is, and the header is kept twice.
+returns): appends cost about the same (median 3.2 ms for this log, 3.0 ms for SQLite WAL with
+synchronous=FULL; 0.03 ms with NORMAL, which may lose the last records on power loss; the
+medians swing by about 1.5 ms between runs on this shared disk) and so does the space (10,244
+vs 10,248 bytes a record). What decided it is damage: zeroing one 4 KiB page of the SQLite
+file lost every row when it was page 1 (the header and schema) or the table's root page, and
+half of them for an interior page, with no recovery in Python's sqlite3. Fixed-size records
+with their own checksum lose only the records a damaged page touches, wherever it is (the same
+measurement: 1,999 of 2,000 kept for a zeroed middle page, all 2,000 for the first page), and
+the header is kept twice.
 
 File layout (little-endian)::
 
