@@ -284,3 +284,19 @@ def test_a_new_bottleneck_recomputes_the_features_and_says_to_retrain(
         state.glob(f"{SAMPLES_FILE}.bad-*")
     )
     assert running.stop() == 0
+
+
+def test_a_head_saved_by_an_earlier_odar_under_the_manifest_hash_still_loads(
+    config_writer, start_daemon, artifacts_dir
+):
+    """Before state was bound by what matters, a head carried manifest.json's SHA-256: an
+    upgrade must not discard it."""
+    state = config_writer.directory / "state"
+    state.mkdir(parents=True)
+    facts = artifact_facts(artifacts_dir)
+    legacy = sha256_of(artifacts_dir / "manifest.json")
+    ParamStore(state / PARAMS_FILE, legacy).save(trained_head(facts, epoch=9))
+    running = start_daemon()
+    assert running.daemon.latest.trained and running.daemon.latest.get().epoch == 9
+    assert not list(state.glob("*.bad-*"))
+    assert running.stop() == 0
