@@ -52,7 +52,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 
@@ -119,11 +119,10 @@ class StoreLayout:
             ("window", "<f4", self.window_shape),
         ]
         packed = np.dtype(fields).itemsize
-        size = -(-packed // SECTOR) * SECTOR
-        names = [f[0] for f in fields]
-        formats = [f[1] if len(f) == 2 else (f[1], f[2]) for f in fields]
-        offsets = [np.dtype(fields).fields[name][1] for name in names]
-        return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": size})
+        padding = -packed % SECTOR  # records fill whole 512-byte sectors
+        if padding:
+            fields.append(("padding", f"V{padding}"))
+        return np.dtype(fields)
 
     def with_bottleneck(self, sha256: str) -> StoreLayout:
         return StoreLayout(sha256, self.num_classes, self.feature_size, self.window_shape)
@@ -202,7 +201,10 @@ def _layout_from(fields: dict, hash_key: str, source: str) -> StoreLayout:
     return layout
 
 
-def _typed(fields: dict, name: str, kind: type) -> object:
+T = TypeVar("T")
+
+
+def _typed(fields: dict[str, Any], name: str, kind: type[T]) -> T:
     value = fields[name]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise TypeError(f"{name}={value!r}")
@@ -541,11 +543,6 @@ class SampleStore:
                     self._counts[entry.label] += 1
                 done += 1
         return done
-
-    def sync(self) -> None:
-        with self._lock:
-            os.fsync(self._descriptor)
-            self._unsynced = 0
 
     def close(self) -> None:
         with self._lock:

@@ -28,10 +28,10 @@ from odar.collector import Collector
 from odar.config import Config, load_config
 from odar.controls import Controls, Event, EventKind, Mode
 from odar.detector import Detection, Detector
-from odar.drivers.mpu6050 import nearest_sample_rate
+from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, RootRefusedError
-from odar.haptics import REFUSED, detection_pattern, pattern_for
+from odar.haptics import REFUSED, Pattern, detection_pattern, pattern_for
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
@@ -66,7 +66,22 @@ class Inferred:
     decided_at: float
 
 
-Observer = Callable[[Inferred], None]
+class Observer:
+    """The public hook for watching a running daemon (the demo, the benches, the tests):
+    override what you watch; each default does nothing. The calls come on the daemon's threads,
+    as the thing happens: keep them short."""
+
+    def block_read(self, block: SensorBlock) -> None:
+        """A block from the sensor (samples or a gap mark), put into the ring buffer."""
+
+    def window_cut(self, window: Window) -> None:
+        """A window cut from the ring buffer, about to be processed (whatever the mode)."""
+
+    def confirmed(self, event: Event, pattern: Pattern) -> None:
+        """A press was handled; *pattern* is what the motor was given to confirm it."""
+
+    def inferred(self, inferred: Inferred) -> None:
+        """An inferred window (Infer mode)."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +163,7 @@ class Daemon:
         self.config_path = config_path
         self.wearable = wearable
         self.notifier = notifier if notifier is not None else SystemdNotifier()
-        self.observer = observer
+        self.observer = observer if observer is not None else Observer()
         self.signals = SignalRequests()
         #: Clock time when READY=1 was sent; None before.
         self.ready_at: float | None = None
@@ -270,13 +285,17 @@ class Daemon:
         storage = config.storage
         self.samples.set_bounds(storage.max_samples_mib * 2**20, storage.reserve_free_mib * 2**20)
 
-    def _refuse_collect(self, reason: str) -> None:
-        """Collect cannot store another sample: stop the run, rattle, say why."""
-        self.controls.stop()
+    def _refuse_collect(self, reason: str, press: Event | None = None) -> None:
+        """Collect cannot store another sample: stop the run, rattle, say why. *press*: the
+        start press refused (None when a running Collect reaches a bound)."""
+        stopped = self.controls.stop()
         self._collect_refusal = reason
         self.wearable.motor.play(REFUSED)
         if self.wearable.led is not None:
             self.wearable.led.play(REFUSED)
+        confirmed = press if press is not None else stopped
+        if confirmed is not None:
+            self.observer.confirmed(confirmed, REFUSED)
         log_event(
             _log, f"collect refused: {reason}", logging.WARNING, event="refused", mode="collect"
         )
@@ -286,13 +305,14 @@ class Daemon:
         if event.kind is EventKind.STARTED and event.mode is Mode.COLLECT:
             reason = self.samples.can_accept()
             if reason is not None:
-                self._refuse_collect(reason)
+                self._refuse_collect(reason, press=event)
                 return
             self._collect_refusal = None
         pattern = pattern_for(event)
         self.wearable.motor.play(pattern)
         if self.wearable.led is not None:
             self.wearable.led.play(pattern)
+        self.observer.confirmed(event, pattern)
         level = logging.WARNING if event.kind is EventKind.REFUSED else logging.INFO
         log_event(
             _log,
@@ -334,6 +354,7 @@ class Daemon:
                 block = sensor.read()
                 if len(block) or block.gap:
                     self.ring.append(block)
+                    self.observer.block_read(block)
                 if watchdog_every is not None and (len(block) or sensor.recovering):
                     now = time.monotonic()
                     if now >= next_ping:
@@ -353,6 +374,7 @@ class Daemon:
                 window = self.cutter.next_window(timeout=0.2)
                 if window is None:
                     continue
+                self.observer.window_cut(window)
                 self._process(window)
         except Exception as error:
             _log.exception("the window loop failed")
@@ -373,8 +395,7 @@ class Daemon:
             self._publish_status()
         elif mode is Mode.INFER:
             detection = self.detector.detect(features)
-            if self.observer is not None:
-                self.observer(Inferred(window, detection, self.wearable.clock.monotonic()))
+            self.observer.inferred(Inferred(window, detection, self.wearable.clock.monotonic()))
 
     def _fail(self, reason: str) -> None:
         self._fatal = reason
