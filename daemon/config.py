@@ -22,10 +22,14 @@ import yaml
 
 from odar.drivers.sensor_settings import SensorSettings
 from odar.errors import ConfigError, SensorSettingsError
+from odar.pins import PinNameError, parse_pin
 
 DEFAULT_STATE_DIR = Path("/var/lib/odar")
-#: BCM numbers of the 40-pin header's GPIOs.
-BCM_PINS = range(0, 28)
+
+
+def _pin(default: int | None) -> Any:
+    """A GPIO as the user names it (17, GPIO17, BCM17, BOARD11), stored as its BCM number."""
+    return field(default=default, metadata={"pin": True})
 
 
 def _setting(default: Any, *, low: float | None = None, high: float | None = None) -> Any:
@@ -71,13 +75,14 @@ class SensorConfig:
 
 @dataclass(frozen=True)
 class PinsConfig:
-    """BCM pin numbers; buttons wire the pin to ground (internal pull-up, active low)."""
+    """BCM GPIO numbers (the config may name them any way gpiozero does: 17, GPIO17, BCM17,
+    BOARD11); buttons wire the pin to ground (internal pull-up, active low)."""
 
-    mode_button: int = _setting(17, low=0, high=27)
-    class_button: int = _setting(27, low=0, high=27)
-    start_button: int = _setting(22, low=0, high=27)
-    motor: int = _setting(18, low=0, high=27)
-    led: int | None = _setting(None, low=0, high=27)
+    mode_button: int = _pin(17)
+    class_button: int = _pin(27)
+    start_button: int = _pin(22)
+    motor: int = _pin(18)
+    led: int | None = _pin(None)
     bounce_time: float = _setting(0.05, low=0.0, high=1.0)
 
 
@@ -87,6 +92,13 @@ class InferenceConfig:
     threshold: float = _setting(0.75, low=0.0, high=1.0)
     pulse_seconds: float = _setting(0.3, low=0.01, high=5.0)
     hop_samples: int = _setting(100, low=1, high=400)
+
+
+@dataclass(frozen=True)
+class ClassesConfig:
+    #: What the journal, ``odar status`` and ``odar samples`` call each class, in the
+    #: manifest's order; None: the manifest's names.
+    names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,7 @@ class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     pins: PinsConfig = field(default_factory=PinsConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    classes: ClassesConfig = field(default_factory=ClassesConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -236,6 +249,13 @@ def _convert(hint: Any, value: object, key: str, metadata: Mapping[str, Any], so
         origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, key, source)
+    if metadata.get("pin"):
+        try:
+            return parse_pin(value)
+        except PinNameError as error:
+            raise ConfigError(f"{source}: {key}: {error}") from None
+    if origin is tuple:
+        return _string_tuple(value, key, source)
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
@@ -265,6 +285,17 @@ def _convert(hint: Any, value: object, key: str, metadata: Mapping[str, Any], so
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f"{source}: {key}: {value!r} is outside {low}-{high}")
     return value
+
+
+def _string_tuple(value: object, key: str, source: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{source}: {key}: {value!r} is not a list of names")
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{source}: {key}: {item!r} is not a non-empty string")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{source}: {key}: the names {value!r} are not all different")
+    return tuple(value)
 
 
 class _StrictLoader(yaml.SafeLoader):

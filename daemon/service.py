@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from odar.class_names import class_index, display_names
 from odar.collector import Collector
 from odar.config import Config, load_config
 from odar.controls import Controls, Event, EventKind, Mode
@@ -144,7 +145,7 @@ class Daemon:
             undo_on_failure.callback(wearable.close)
             self.engine = Engine.load(config.paths.artifacts_dir, config.runtime.num_threads)
             manifest = self.engine.manifest
-            self.class_names = manifest.classes
+            self.class_names = display_names(manifest.classes, config.classes.names)
             self._check_trigger_class(config)
             _, rate = nearest_sample_rate(config.sensor.settings)
             self.decimation = self.engine.decimation_for(rate)
@@ -201,7 +202,7 @@ class Daemon:
                 head,
                 self.latest,
                 self.class_names,
-                config.inference.trigger_class,
+                self._trigger_name(config),
                 config.inference.threshold,
                 self._pulse,
                 RateLimiter(config.logging.probability_lines_per_second, clock),
@@ -223,11 +224,18 @@ class Daemon:
             undo_on_failure.pop_all()
 
     def _check_trigger_class(self, config: Config) -> None:
-        if config.inference.trigger_class not in self.class_names:
-            raise ConfigError(
-                f"inference.trigger_class: {config.inference.trigger_class!r} is not a class of "
-                f"the artifacts ({', '.join(self.class_names)})"
-            )
+        display_names(self.engine.manifest.classes, config.classes.names)
+        self._trigger_name(config)
+
+    def _trigger_name(self, config: Config) -> str:
+        """The display name of ``inference.trigger_class`` (which may use either name)."""
+        index = class_index(
+            config.inference.trigger_class,
+            self.engine.manifest.classes,
+            self.class_names,
+            "inference.trigger_class",
+        )
+        return self.class_names[index]
 
     # ------------------------------------------------------------------ events
 
@@ -373,13 +381,13 @@ class Daemon:
             self.notifier.ready()
             return
         setup_logging(new.logging.level)
-        self.detector.retune(new.inference.trigger_class, new.inference.threshold)
+        self.detector.retune(self._trigger_name(new), new.inference.threshold)
         self.pulse_seconds = new.inference.pulse_seconds
         self.trainer.save_every_seconds = new.training.save_every_seconds
         self.trainer.max_epochs = new.training.max_epochs
         needs_restart = [
             section
-            for section in ("sensor", "pins", "paths", "runtime")
+            for section in ("sensor", "pins", "classes", "paths", "runtime")
             if getattr(new, section) != getattr(self.config, section)
         ]
         if new.inference.hop_samples != self.config.inference.hop_samples:

@@ -90,7 +90,16 @@ def test_sensor_section_builds_sensor_settings(tmp_path):
         ("sensor: {address: 0x50}", "sensor.address: 0x50"),
         ("sensor: {backend: fake}", "sensor.backend: 'fake' is not one of ['real', 'emulated']"),
         ("sensor: {emulated: {speed: 0}}", "sensor.emulated.speed: 0.0 is outside"),
-        ("pins: {led: 40}", "pins.led: 40 is outside 0-27"),
+        ("pins: {led: 40}", "pins.led: 40 is not a GPIO of the 40-pin header"),
+        ("pins: {led: GPIO28}", "pins.led: 'GPIO28' is not a GPIO of the 40-pin header"),
+        ("pins: {led: BOARD6}", "pins.led: 'BOARD6' is not a GPIO of the 40-pin header"),
+        ("pins: {mode_button: 2}", "pins.mode_button: 2 is GPIO2, the sensor's I2C SDA"),
+        ("pins: {motor: GPIO3}", "pins.motor: 'GPIO3' is GPIO3, the sensor's I2C SCL"),
+        ("pins: {motor: BOARD11}", "pins.motor: 17 is already used by pins.mode_button"),
+        ("pins: {led: true}", "pins.led: True is not a pin"),
+        ("classes: {names: sitting}", "classes.names: 'sitting' is not a list of names"),
+        ("classes: {names: [a, a]}", "classes.names: the names ['a', 'a'] are not all different"),
+        ("classes: {names: [a, '']}", "classes.names: '' is not a non-empty string"),
         ("pins: {motor: 17}", "pins.motor: 17 is already used by pins.mode_button"),
         ("pins: {led: 22}", "pins.led: 22 is already used by pins.start_button"),
         ("inference: {threshold: 1.5}", "inference.threshold: 1.5 is outside"),
@@ -178,3 +187,15 @@ def test_any_text_gives_a_config_or_a_config_error(text):
         assert isinstance(parse_config(text, environ={}), Config)
     except ConfigError as error:
         assert str(error).startswith("<string>")
+
+
+@pytest.mark.parametrize("spelling", ["17", "GPIO17", "BCM17", "BOARD11", "gpio17", "J8:11", 17])
+def test_pins_accept_gpiozero_names_and_store_the_bcm_number(spelling):
+    config = parse_config(yaml.safe_dump({"pins": {"mode_button": spelling}}), environ={})
+    assert config.pins.mode_button == 17
+
+
+def test_class_display_names_come_from_the_config():
+    config = parse_config("classes:\n  names: [sitting, walking]\n", environ={})
+    assert config.classes.names == ("sitting", "walking")
+    assert parse_config("", environ={}).classes.names is None
