@@ -105,6 +105,9 @@ class ClassesConfig:
 class TrainingConfig:
     save_every_seconds: float = _setting(60.0, low=1.0, high=86_400.0)
     max_epochs: int | None = _setting(None, low=1, high=10_000_000)
+    #: settled: Train stops by itself (and saves) once the loss settles; never: only the
+    #: start/stop button or max_epochs end it.
+    stop_when: Literal["settled", "never"] = "settled"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, StateWriteError
-from odar.haptics import detection_pattern, pattern_for
+from odar import __version__, message_ids
+from odar.haptics import FINISHED, Pattern, detection_pattern, pattern_for
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
@@ -193,6 +194,7 @@ class Daemon:
                 clock,
                 save_every_seconds=config.training.save_every_seconds,
                 max_epochs=config.training.max_epochs,
+                stop_when_settled=config.training.stop_when == "settled",
                 limiter=RateLimiter(config.logging.loss_lines_per_second, clock),
                 on_finished=self._training_finished,
                 seed=seed,
@@ -239,16 +241,21 @@ class Daemon:
 
     # ------------------------------------------------------------------ events
 
-    def _handle(self, event: Event) -> None:
-        pattern = pattern_for(event)
+    def _play(self, pattern: Pattern) -> None:
         self.wearable.motor.play(pattern)
         if self.wearable.led is not None:
             self.wearable.led.play(pattern)
+
+    def _handle(self, event: Event) -> None:
+        self._play(pattern_for(event))
         level = logging.WARNING if event.kind is EventKind.REFUSED else logging.INFO
         log_event(
             _log,
             event.describe(self.class_names),
             level,
+            message_id=message_ids.MODE_CHANGED
+            if event.kind is EventKind.MODE_SELECTED
+            else None,
             event=event.kind.value,
             mode=event.mode.value,
             class_name=self.class_names[event.class_index],
@@ -263,9 +270,25 @@ class Daemon:
         self._publish_status()
 
     def _training_finished(self) -> None:
+        """The trainer ended a run by itself (and saved): stop Train, say so."""
         event = self.controls.stop()
-        if event is not None:
-            self._handle(event)
+        if event is None:
+            return
+        self._play(FINISHED)
+        status = self.status()
+        loss = f", loss {status.loss:.4f}" if status.loss is not None else ""
+        log_event(
+            _log,
+            f"training finished ({self.trainer.finish_reason}) at epoch {status.epoch}{loss}; "
+            "the head is saved",
+            message_id=message_ids.TRAINING_FINISHED,
+            event="finished",
+            mode=event.mode.value,
+            reason=self.trainer.finish_reason,
+            epoch=status.epoch,
+            loss=status.loss if status.loss is not None else "",
+        )
+        self._publish_status()
 
     def _pulse(self) -> None:
         pattern = detection_pattern(self.pulse_seconds)
@@ -280,9 +303,13 @@ class Daemon:
         clock = self.wearable.clock
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
+        lost = False
         try:
             while not self._halt.is_set():
                 block = sensor.read()
+                if sensor.recovering != lost:
+                    lost = sensor.recovering
+                    self._sensor_lost_or_recovered(lost)
                 if len(block) or block.gap:
                     self.ring.append(block)
                 if watchdog_every is not None and (len(block) or sensor.recovering):
@@ -294,6 +321,24 @@ class Daemon:
         except Exception as error:
             _log.exception("the sensor loop failed")
             self._fail(f"sensor loop: {error}")
+
+    def _sensor_lost_or_recovered(self, lost: bool) -> None:
+        where = f"MPU6050 on i2c-{self.config.sensor.bus} at {self.config.sensor.address:#04x}"
+        if lost:
+            log_event(
+                _log,
+                f"sensor lost: {where} stopped answering; retrying",
+                logging.WARNING,
+                message_id=message_ids.SENSOR_LOST,
+                event="sensor_lost",
+            )
+        else:
+            log_event(
+                _log,
+                f"sensor recovered: {where} answers again",
+                message_id=message_ids.SENSOR_RECOVERED,
+                event="sensor_recovered",
+            )
 
     def _window_loop(self) -> None:
         try:
@@ -385,6 +430,7 @@ class Daemon:
         self.pulse_seconds = new.inference.pulse_seconds
         self.trainer.save_every_seconds = new.training.save_every_seconds
         self.trainer.max_epochs = new.training.max_epochs
+        self.trainer.stop_when_settled = new.training.stop_when == "settled"
         needs_restart = [
             section
             for section in ("sensor", "pins", "classes", "paths", "runtime")
@@ -407,6 +453,13 @@ class Daemon:
             self.signals.uninstall()
 
     def _run(self) -> int:
+        log_event(
+            _log,
+            f"starting: odar {__version__}, state in {self.config.state_dir}",
+            message_id=message_ids.STARTED,
+            event="start",
+            version=__version__,
+        )
         try:
             self.wearable.sensor.start()
         except BaseException:
@@ -422,6 +475,7 @@ class Daemon:
             log_event(
                 _log,
                 f"ready: {self.status_text()}",
+                message_id=message_ids.READY,
                 event="ready",
                 mode=self.controls.mode.value,
                 runtime=self.engine.runtime.name,
@@ -470,7 +524,7 @@ class Daemon:
         for thread in self._threads:
             thread.join(timeout=10)
         self._close()
-        log_event(_log, "stopped", event="stopped")
+        log_event(_log, "stopped", message_id=message_ids.STOPPED, event="stopped")
 
     def _close(self) -> None:
         self.wearable.close()

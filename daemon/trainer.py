@@ -23,7 +23,11 @@ from odar.sample_store import SampleStore
 _log = logging.getLogger(__name__)
 
 
-def loss_settled(losses: Sequence[float], span: int = 20, tolerance: float = 0.02) -> bool:
+#: Epochs compared by loss_settled: the last SPAN against the SPAN before.
+SETTLED_SPAN = 20
+
+
+def loss_settled(losses: Sequence[float], span: int = SETTLED_SPAN, tolerance: float = 0.02) -> bool:
     """True once the mean loss of the last *span* epochs is within *tolerance* (relative) of
     the *span* before, or the loss is all but zero: when a person would stop training."""
     if losses and losses[-1] < 1e-3:
@@ -72,6 +76,7 @@ class Trainer:
         *,
         save_every_seconds: float,
         max_epochs: int | None,
+        stop_when_settled: bool = False,
         limiter: RateLimiter,
         on_finished: Callable[[], None] = lambda: None,
         seed: int | None = None,
@@ -84,6 +89,9 @@ class Trainer:
         self._clock = clock
         self.save_every_seconds = save_every_seconds
         self.max_epochs = max_epochs
+        self.stop_when_settled = stop_when_settled
+        #: Why the last run ended by itself ("loss settled", "max_epochs"); None when stopped.
+        self.finish_reason: str | None = None
         self._limiter = limiter
         self._on_finished = on_finished
         self._rng = np.random.default_rng(seed)
@@ -148,6 +156,9 @@ class Trainer:
         )
         last_save = self._clock.monotonic()
         finished = False
+        self.finish_reason = None
+        # This run's losses only (bounded): a resumed head must settle anew before it stops.
+        run_losses: list[float] = []
         try:
             while not self._stop.is_set():
                 loss, params, optimizer = self._epoch(features, onehot, params, optimizer)
@@ -159,7 +170,12 @@ class Trainer:
                 if self._clock.monotonic() - last_save >= self.save_every_seconds:
                     self.save()
                     last_save = self._clock.monotonic()
+                run_losses = [*run_losses[-2 * SETTLED_SPAN + 1 :], loss]
                 if self.max_epochs is not None and epoch >= self.max_epochs:
+                    self.finish_reason = "max_epochs"
+                elif self.stop_when_settled and loss_settled(run_losses, SETTLED_SPAN):
+                    self.finish_reason = "loss settled"
+                if self.finish_reason is not None:
                     finished = True
                     break
         finally:

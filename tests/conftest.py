@@ -86,7 +86,8 @@ class ConfigWriter:
                 "emulated": {"scenario": "scenario.yaml", "speed": TEST_SPEED, "seed": 11},
             },
             "inference": {"hop_samples": TEST_HOP},
-            "training": {"save_every_seconds": 30},
+            # Tests stop training with the button; test_service's settled test overrides this.
+            "training": {"save_every_seconds": 30, "stop_when": "never"},
             "paths": {"artifacts_dir": str(self.artifacts_dir), "state_dir": str(state_dir)},
             "logging": {"loss_lines_per_second": 1000, "probability_lines_per_second": 1000},
             "runtime": {"num_threads": 1},

@@ -8,8 +8,10 @@ import pytest
 
 from odar.controls import Event, EventKind, Mode, Refusal
 from odar.haptics import (
+    FINISHED,
     PAUSE,
     REFUSED,
+    SAMPLE_REMOVED,
     STARTED,
     STOPPED,
     TICK,
@@ -29,6 +31,8 @@ def every_confirmation(num_classes: int) -> list[Pattern]:
         STOPPED,
         REFUSED,
         STOPPED.then(mode_pattern(Mode.TRAIN)),
+        FINISHED,
+        SAMPLE_REMOVED,
     ]
 
 

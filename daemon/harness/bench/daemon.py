@@ -269,7 +269,9 @@ def bench_config(base: Config, scenario: Path, state_dir: Path, speed: float, se
     )
     sensor = dataclasses.replace(base.sensor, backend="emulated", emulated=emulated)
     paths = dataclasses.replace(base.paths, state_dir=state_dir)
-    return dataclasses.replace(base, sensor=sensor, paths=paths)
+    # The bench trains a fixed number of epochs and stops with the button.
+    training = dataclasses.replace(base.training, stop_when="never")
+    return dataclasses.replace(base, sensor=sensor, paths=paths, training=training)
 
 
 def percentile(values: list[float], q: float) -> float | None:
