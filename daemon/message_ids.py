@@ -17,6 +17,4 @@ SAMPLE_REMOVED = "cc1561a335594755bbe764be4045e870"
 STOPPED = "6941bba95bcb44929e3415a8054e8642"
 
 #: Name -> id, for the catalog test and the docs.
-ALL = {
-    name: value for name, value in globals().items() if name.isupper() and len(value) == 32
-}
+ALL = {name: value for name, value in globals().items() if name.isupper() and len(value) == 32}

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from odar import __version__, message_ids
 from odar.class_names import class_index, display_names
 from odar.collector import Collector
 from odar.config import Config, load_config
@@ -31,7 +32,6 @@ from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, StateWriteError
-from odar import __version__, message_ids
 from odar.haptics import FINISHED, Pattern, detection_pattern, pattern_for
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
@@ -253,9 +253,7 @@ class Daemon:
             _log,
             event.describe(self.class_names),
             level,
-            message_id=message_ids.MODE_CHANGED
-            if event.kind is EventKind.MODE_SELECTED
-            else None,
+            message_id=message_ids.MODE_CHANGED if event.kind is EventKind.MODE_SELECTED else None,
             event=event.kind.value,
             mode=event.mode.value,
             class_name=self.class_names[event.class_index],

@@ -27,7 +27,9 @@ _log = logging.getLogger(__name__)
 SETTLED_SPAN = 20
 
 
-def loss_settled(losses: Sequence[float], span: int = SETTLED_SPAN, tolerance: float = 0.02) -> bool:
+def loss_settled(
+    losses: Sequence[float], span: int = SETTLED_SPAN, tolerance: float = 0.02
+) -> bool:
     """True once the mean loss of the last *span* epochs is within *tolerance* (relative) of
     the *span* before, or the loss is all but zero: when a person would stop training."""
     if losses and losses[-1] < 1e-3:
