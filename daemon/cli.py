@@ -17,6 +17,9 @@ from odar.errors import OdarError
 #: (words, module, one-line help)
 COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("run",), "odar.service", "run the daemon (what systemd starts)"),
+    (("status",), "odar.status_cli", "what the running daemon is doing (--json for scripts)"),
+    (("watch",), "odar.watch", "live loss curve and class probabilities, for an ssh session"),
+    (("plot",), "odar.plot", "the last training run's loss curve as an image (needs matplotlib)"),
     (
         ("demo",),
         "odar.harness.demo",

@@ -25,6 +25,7 @@ from odar.errors import ConfigError, SensorSettingsError
 from odar.pins import PinNameError, parse_pin
 
 DEFAULT_STATE_DIR = Path("/var/lib/odar")
+DEFAULT_RUNTIME_DIR = Path("/run/odar")
 
 
 def _pin(default: int | None) -> Any:
@@ -117,6 +118,9 @@ class PathsConfig:
     artifacts_dir: Path = Path("../artifacts")
     #: None: ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``), else /var/lib/odar.
     state_dir: Path | None = None
+    #: Where the daemon keeps its status file (``odar status``, ``odar watch``). None:
+    #: ``$RUNTIME_DIRECTORY`` (systemd's ``RuntimeDirectory=``), else /run/odar.
+    runtime_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,12 @@ class Config:
         """Always set after :func:`load_config`; the property saves callers a None check."""
         assert self.paths.state_dir is not None
         return self.paths.state_dir
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Always set after :func:`load_config`."""
+        assert self.paths.runtime_dir is not None
+        return self.paths.runtime_dir
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -194,9 +204,14 @@ def _complete(config: Config, source: Path, environ: Mapping[str, str]) -> Confi
         # systemd may list several directories separated by colons; ours is the first.
         from_systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
         state_dir = Path(from_systemd) if from_systemd else DEFAULT_STATE_DIR
+    runtime_dir = config.paths.runtime_dir
+    if runtime_dir is None:
+        from_systemd = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        runtime_dir = Path(from_systemd) if from_systemd else DEFAULT_RUNTIME_DIR
     paths = PathsConfig(
         artifacts_dir=_absolute(config.paths.artifacts_dir, base),
         state_dir=_absolute(state_dir, base),
+        runtime_dir=_absolute(runtime_dir, base),
     )
     return dataclasses.replace(config, paths=paths)
 

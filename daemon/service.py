@@ -39,6 +39,7 @@ from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_store import SampleStore, StoreLayout
 from odar.signals import SignalRequests
+from odar.status_report import StatusReport
 from odar.trainer import LatestHead, Trainer
 from odar.wearable import Wearable, open_real_wearable
 from odar.windows import Window, WindowCutter
@@ -218,6 +219,7 @@ class Daemon:
                 hop=config.inference.hop_samples,
                 decimation=self.decimation,
             )
+            self.status_report = StatusReport(self)
             wearable.buttons.bind(
                 lambda: self._handle(self.controls.press_mode()),
                 lambda: self._handle(self.controls.press_class()),
@@ -363,6 +365,10 @@ class Daemon:
             self._publish_status()
         elif mode is Mode.INFER:
             detection = self.detector.detect(features)
+            self.status_report.last_probabilities = (
+                time.time(),
+                tuple(float(p) for p in detection.probabilities),
+            )
             if self.observer is not None:
                 self.observer(Inferred(window, detection, self.wearable.clock.monotonic()))
 
@@ -411,6 +417,7 @@ class Daemon:
 
     def _publish_status(self) -> None:
         self.notifier.status(self.status_text())
+        self.status_report.write()
 
     def _reload(self) -> None:
         if self.config_path is None:
@@ -510,6 +517,7 @@ class Daemon:
             if status != last_status:
                 self.notifier.status(status)
                 last_status = status
+            self.status_report.write()
 
     def _shutdown(self) -> None:
         self._stopping = True
@@ -521,6 +529,7 @@ class Daemon:
         self._halt.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self.status_report.close()
         self._close()
         log_event(_log, "stopped", message_id=message_ids.STOPPED, event="stopped")
 

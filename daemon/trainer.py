@@ -23,6 +23,8 @@ from odar.sample_store import SampleStore
 _log = logging.getLogger(__name__)
 
 
+#: Epoch losses kept of the current run for odar plot (at most twice this in memory).
+RUN_HISTORY = 20_000
 #: Epochs compared by loss_settled: the last SPAN against the SPAN before.
 SETTLED_SPAN = 20
 
@@ -103,6 +105,11 @@ class Trainer:
         self._losses_lock = threading.Lock()
         #: Epoch losses of this process's runs, for STATUS, the demo and loss_settled().
         self.losses: list[float] = []
+        #: The current (or last) run: its first epoch and its losses (the last RUN_HISTORY).
+        self._run_first_epoch = 0
+        self._run_losses: list[float] = []
+        #: Runs started in this process; odar status and plot tell runs apart by it.
+        self.runs = 0
 
     @property
     def running(self) -> bool:
@@ -125,6 +132,11 @@ class Trainer:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    def run_history(self) -> tuple[int, list[float]]:
+        """(the epoch of the first loss, the losses) of the current or last run."""
+        with self._losses_lock:
+            return self._run_first_epoch, list(self._run_losses)
 
     def loss_settled(self, span: int = 20, tolerance: float = 0.02) -> bool:
         """See :func:`loss_settled`; over this process's epochs."""
@@ -161,6 +173,10 @@ class Trainer:
         self.finish_reason = None
         # This run's losses only (bounded): a resumed head must settle anew before it stops.
         run_losses: list[float] = []
+        with self._losses_lock:
+            self.runs += 1
+            self._run_first_epoch = epoch + 1
+            self._run_losses = []
         try:
             while not self._stop.is_set():
                 loss, params, optimizer = self._epoch(features, onehot, params, optimizer)
@@ -168,6 +184,11 @@ class Trainer:
                 self._latest.set(HeadState(params, optimizer, epoch))
                 with self._losses_lock:
                     self.losses.append(loss)
+                    self._run_losses.append(loss)
+                    if len(self._run_losses) > 2 * RUN_HISTORY:
+                        dropped = len(self._run_losses) - RUN_HISTORY
+                        del self._run_losses[:dropped]
+                        self._run_first_epoch += dropped
                 self._report(epoch, loss, len(features))
                 if self._clock.monotonic() - last_save >= self.save_every_seconds:
                     self.save()

@@ -88,7 +88,11 @@ class ConfigWriter:
             "inference": {"hop_samples": TEST_HOP},
             # Tests stop training with the button; test_service's settled test overrides this.
             "training": {"save_every_seconds": 30, "stop_when": "never"},
-            "paths": {"artifacts_dir": str(self.artifacts_dir), "state_dir": str(state_dir)},
+            "paths": {
+                "artifacts_dir": str(self.artifacts_dir),
+                "state_dir": str(state_dir),
+                "runtime_dir": str(state_dir.parent / "run"),
+            },
             "logging": {"loss_lines_per_second": 1000, "probability_lines_per_second": 1000},
             "runtime": {"num_threads": 1},
         }

@@ -69,7 +69,17 @@ def test_empty_file_gives_defaults_and_state_directory_from_systemd(tmp_path):
 def test_explicit_state_dir_wins_over_the_environment_and_relative_paths_follow_the_file(tmp_path):
     text = "paths:\n  state_dir: state\n  artifacts_dir: /opt/odar/artifacts\n"
     config = load_config(write(tmp_path, text), environ={"STATE_DIRECTORY": "/elsewhere"})
-    assert config.paths == PathsConfig(Path("/opt/odar/artifacts"), tmp_path / "state")
+    assert config.paths == PathsConfig(
+        Path("/opt/odar/artifacts"), tmp_path / "state", Path("/run/odar")
+    )
+
+
+def test_runtime_directory_from_systemd_else_run_odar(tmp_path):
+    path = write(tmp_path, "")
+    assert load_config(path, environ={"RUNTIME_DIRECTORY": "/run/x:/y"}).runtime_dir == Path(
+        "/run/x"
+    )
+    assert load_config(path, environ={}).runtime_dir == Path("/run/odar")
 
 
 def test_sensor_section_builds_sensor_settings(tmp_path):
