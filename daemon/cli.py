@@ -20,6 +20,7 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("status",), "odar.status_cli", "what the running daemon is doing (--json for scripts)"),
     (("watch",), "odar.watch", "live loss curve and class probabilities, for an ssh session"),
     (("plot",), "odar.plot", "the last training run's loss curve as an image (needs matplotlib)"),
+    (("selftest",), "odar.selftest", "check a freshly wired wearable, part by part"),
     (
         ("demo",),
         "odar.harness.demo",
