@@ -80,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OdarError as error:
         print(f"odar: {error}", file=sys.stderr)
         return EX_CONFIG if isinstance(error, ValueError) else 1
+    except OSError as error:  # a file or device the command was pointed at
+        print(f"odar: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

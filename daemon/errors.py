@@ -53,3 +53,7 @@ class DatasetError(OdarError, ValueError):
 
 class TraceError(OdarError, ValueError):
     """A recorded motion trace (CSV or NPZ) cannot be replayed. Names the file and the fault."""
+
+
+class NotInstalledError(OdarError, FileNotFoundError):
+    """A command needs a file a checkout has and this install does not."""

@@ -35,6 +35,7 @@ import yaml
 from odar.drivers.clock import Clock
 from odar.drivers.emulated.motion import ACTIVITIES, PLACEMENTS, ActivityStream, Wearer
 from odar.errors import ConfigError
+from odar.harness.data import SCENARIOS_DIR
 from odar.journal import log_event
 from odar.service import Status
 
@@ -75,7 +76,7 @@ def resolve_scenario(name_or_path: str, config_dir: Path) -> Path:
         candidates += [
             config_dir / given,
             config_dir / "scenarios" / f"{name_or_path}.yaml",
-            Path(__file__).resolve().parents[2] / "etc" / "scenarios" / f"{name_or_path}.yaml",
+            SCENARIOS_DIR / f"{name_or_path}.yaml",
         ]
     for candidate in candidates:
         if candidate.is_file():

@@ -15,6 +15,7 @@ says the base was pretrained on.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import itertools
 import json
@@ -27,13 +28,13 @@ import numpy as np
 
 from odar.bottleneck import Bottleneck
 from odar.drivers.emulated.motion import ACTIVITIES
-from odar.errors import ConfigError
+from odar.errors import ConfigError, NotInstalledError
+from odar.harness.data import find_artifacts
 from odar.head import Head
 from odar.manifest import load_manifest
 from odar.trainer import loss_settled
 
 ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_ARTIFACTS = ROOT / "artifacts"
 DEFAULT_SEED_HEAD = ROOT / "artifacts" / "seed-head"
 BUILDER = ROOT / "scripts" / "artifact_builder"
 
@@ -55,7 +56,12 @@ TARGET = 0.95
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS)
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=None,
+        help="the artifacts to measure (default: the checkout's, else the installed ones)",
+    )
     parser.add_argument(
         "--seed-head",
         type=Path,
@@ -126,8 +132,10 @@ def _builder_module(name: str) -> ModuleType:
     """A numpy-only module of the artifact builder, loaded by path (scripts/ is no package)."""
     path = BUILDER / f"{name}.py"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: the artifact builder's {name} module (run from a checkout)"
+        raise NotInstalledError(
+            errno.ENOENT,
+            f"{path}: the artifact builder's {name} module is not installed with odar; run "
+            "odar bench fewshot from a checkout",
         )
     spec = importlib.util.spec_from_file_location(f"odar_bench_{name}", path)
     if spec is None or spec.loader is None:
@@ -307,6 +315,8 @@ def _pairs(count: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.artifacts is None:
+        args.artifacts = find_artifacts()
     _apply_quick(args)
     activities = tuple(args.activities)
     seen = [a for a in activities if a not in UNSEEN_ACTIVITIES]
