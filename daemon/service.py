@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         default=DEFAULT_CONFIG,
-        help=f"configuration file (default {DEFAULT_CONFIG})",
+        help="the configuration file",
     )
 
 

@@ -95,8 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="1 draw, 3 activities a data set, 8 test windows (a check that it runs)",
     )
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads the TFLite interpreters may use"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the random draws")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
