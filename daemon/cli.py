@@ -27,6 +27,7 @@ Configuration: /etc/odar/odar.yaml (every key documented there). Logs: journalct
 #: (words, module, one-line help)
 COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("run",), "odar.service", "run the daemon (what systemd starts)"),
+    (("samples",), "odar.samples_cli", "list, delete, relabel, export and import samples"),
     (("status",), "odar.status_cli", "what the running daemon is doing (--json for scripts)"),
     (("watch",), "odar.watch", "live loss curve and class probabilities, for an ssh session"),
     (("plot",), "odar.plot", "the last training run's loss curve as an image (needs matplotlib)"),

@@ -85,6 +85,8 @@ class PinsConfig:
     motor: int = _pin(18)
     led: int | None = _pin(None)
     bounce_time: float = _setting(0.05, low=0.0, high=1.0)
+    #: Holding the class button this long removes the last collected sample.
+    long_press_seconds: float = _setting(1.5, low=0.1, high=10.0)
 
 
 @dataclass(frozen=True)

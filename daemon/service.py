@@ -23,7 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from odar import __version__, message_ids
+import numpy as np
+
+from odar import __version__, message_ids, sample_edit
 from odar.class_names import class_index, display_names
 from odar.collector import Collector
 from odar.config import Config, load_config
@@ -31,13 +33,21 @@ from odar.controls import Controls, Event, EventKind, Mode
 from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import nearest_sample_rate
 from odar.engine import Engine
-from odar.errors import ConfigError, StateWriteError
-from odar.haptics import FINISHED, Pattern, detection_pattern, pattern_for
+from odar.errors import ConfigError, StateError, StateWriteError
+from odar.haptics import (
+    FINISHED,
+    REFUSED,
+    SAMPLE_REMOVED,
+    Pattern,
+    detection_pattern,
+    pattern_for,
+)
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
-from odar.sample_store import SampleStore, StoreLayout
+from odar.sample_requests import RequestBox
+from odar.sample_store import Samples, SampleStore, StoreLayout
 from odar.signals import SignalRequests
 from odar.status_report import StatusReport
 from odar.trainer import LatestHead, Trainer
@@ -220,10 +230,20 @@ class Daemon:
                 decimation=self.decimation,
             )
             self.status_report = StatusReport(self)
+            self.sample_requests = RequestBox(
+                config.runtime_dir,
+                self.samples,
+                self.class_names,
+                lambda name: class_index(name, manifest.classes, self.class_names, "CLASS"),
+                self._refeature,
+                self._samples_changed,
+            )
             wearable.buttons.bind(
                 lambda: self._handle(self.controls.press_mode()),
                 lambda: self._handle(self.controls.press_class()),
                 lambda: self._handle(self.controls.press_start_stop()),
+                on_class_held=self._remove_last_sample,
+                hold_seconds=config.pins.long_press_seconds,
             )
             undo_on_failure.pop_all()
 
@@ -289,6 +309,34 @@ class Daemon:
             loss=status.loss if status.loss is not None else "",
         )
         self._publish_status()
+
+    def _remove_last_sample(self) -> None:
+        """A long press of the class button: the last sample goes (a wrong one just taken)."""
+        try:
+            removed = len(self.samples)
+            self.samples.edit(sample_edit.delete_last)
+        except (StateError, StateWriteError) as error:
+            self._play(REFUSED)
+            log_event(_log, f"no sample removed: {error}", logging.WARNING, event="refused")
+            return
+        self._play(SAMPLE_REMOVED)
+        self._samples_changed(
+            f"removed the last sample (id {removed})",
+            message_id=message_ids.SAMPLE_REMOVED,
+            event="sample_removed",
+            sample_id=removed,
+        )
+
+    def _samples_changed(self, what: str, **fields: object) -> None:
+        counts = self.samples.counts()
+        shown = ", ".join(f"{n} {name}" for name, n in zip(self.class_names, counts, strict=True))
+        fields.setdefault("event", "samples_changed")
+        log_event(_log, f"samples: {what}; now {shown}", counts=list(counts), **fields)
+        self._publish_status()
+
+    def _refeature(self, samples: Samples) -> Samples:
+        features = np.stack([self.engine.bottleneck.features(w) for w in samples.windows])
+        return Samples(samples.labels, samples.timestamps, features, samples.windows)
 
     def _pulse(self) -> None:
         pattern = detection_pattern(self.pulse_seconds)
@@ -518,6 +566,7 @@ class Daemon:
                 self.notifier.status(status)
                 last_status = status
             self.status_report.write()
+            self.sample_requests.handle_pending()
 
     def _shutdown(self) -> None:
         self._stopping = True

@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2, sort_keys=True))
     else:
         print(render(status))
-    return 0 if _alive(status.get("pid")) else EXIT_NOT_RUNNING
+    return 0 if process_alive(status.get("pid")) else EXIT_NOT_RUNNING
 
 
-def _alive(pid: object) -> bool:
+def process_alive(pid: object) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -96,7 +96,7 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
     """The status as the lines a person reads."""
     now = time.time() if now is None else now
     age = now - float(status.get("time", now))
-    stale = "" if _alive(status.get("pid")) else "  (STALE: that process is gone)"
+    stale = "" if process_alive(status.get("pid")) else "  (STALE: that process is gone)"
     counts = status.get("counts", {})
     lines = [
         f"odar {status.get('version', '?')}, pid {status.get('pid')}, "

@@ -59,7 +59,7 @@ def test_the_top_level_help_is_for_a_user(capsys):
     out = capsys.readouterr().out
     assert "odar learns your activities" in out
     assert "subcommand lives in its own module" not in out
-    for command in ("run", "status", "watch", "selftest", "demo", "completion"):
+    for command in ("run", "status", "watch", "selftest", "samples", "demo", "completion"):
         assert f"\n    {command}" in out
 
 
@@ -67,7 +67,7 @@ def test_bash_completion_is_generated_from_the_parser(capsys):
     assert main(["completion", "bash"]) == 0
     script = capsys.readouterr().out
     assert "complete" in script and "_shtab_odar" in script
-    for word in ("selftest", "--button-timeout", "--status-file"):
+    for word in ("selftest", "--button-timeout", "delete-last", "--status-file"):
         assert word in script
 
 
@@ -83,5 +83,5 @@ def test_the_manual_page_is_generated_from_the_parser(tmp_path):
     )  # fmt: skip
     text = page.read_text()
     assert text.startswith(".TH ODAR")
-    for word in ("selftest", "button\\-timeout", "status"):
+    for word in ("selftest", "samples", "delete\\-last", "button\\-timeout", "status"):
         assert word in text
