@@ -267,7 +267,7 @@ def _convert(hint: Any, value: object, key: str, metadata: Mapping[str, Any], so
             return None
         (hint,) = options  # only "X | None" is used in the sections above
         origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, key, source)
     if metadata.get("pin"):
         try:

@@ -31,6 +31,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -134,7 +135,10 @@ def parse_header(data: bytes, source: str = "<bytes>") -> tuple[StoreLayout, int
     return layout, prefix + length + _U32.size
 
 
-def _typed(fields: dict, name: str, kind: type) -> object:
+T = TypeVar("T")
+
+
+def _typed(fields: dict[str, Any], name: str, kind: type[T]) -> T:
     value = fields[name]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise TypeError(f"{name}={value!r}")

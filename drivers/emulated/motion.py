@@ -395,7 +395,7 @@ class ActivityStream:
     def kinematics(self, times: np.ndarray) -> Kinematics:
         """The noise-free truth at *times*, with the world-from-sensor rotation; (n, ...)."""
         kin = evaluate(self._params, _as_times(times)[None], with_rotation=True)
-        return Kinematics(kin.specific_force[0], kin.angular_velocity[0], kin.world_from_sensor[0])
+        return Kinematics(kin.specific_force[0], kin.angular_velocity[0], kin.rotation()[0])
 
     def read(self, times: np.ndarray) -> np.ndarray:
         clean = evaluate(self._params, _as_times(times)[None])
@@ -535,7 +535,7 @@ class ActivitySchedule:
                 rows = index == segment
                 kin = evaluate(self._params[segment], t[rows][None], with_rotation=True)
                 force[rows], omega[rows] = kin.specific_force[0], kin.angular_velocity[0]
-                rotation[rows] = kin.world_from_sensor[0]
+                rotation[rows] = kin.rotation()[0]
             parts[which] = force, omega, rotation
         force_a, omega_a, rot_a = parts["a"]
         force_b, omega_b, rot_b = parts["b"]
