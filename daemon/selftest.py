@@ -23,7 +23,7 @@ import numpy as np
 
 from odar.config import Config, load_config
 from odar.drivers import mpu6050_registers as reg
-from odar.drivers.mpu6050 import bus_can_carry, nearest_sample_rate
+from odar.drivers.mpu6050 import SensorBlock, bus_can_carry, nearest_sample_rate
 from odar.errors import OdarError
 from odar.pins import describe_pin
 from odar.wearable import Wearable
@@ -210,7 +210,7 @@ class SelfTest:
         sensor = self.wearable.sensor
         clock = self.wearable.clock
         sensor.start()
-        blocks = []
+        blocks: list[SensorBlock] = []
         begun = clock.monotonic()
         # Until a gap-free second is in hand (a gap, e.g. a slow first read, starts it over).
         while clock.monotonic() - begun < DATA_DEADLINE:
@@ -263,9 +263,9 @@ class SelfTest:
         seconds = 1.5 * reg.FIFO_CAPACITY_SAMPLES / rate
         sensor.read()  # empty it
         self.wearable.clock.sleep(seconds)
-        high, low = self.wearable.bus.read_i2c_block_data(
-            self._address, reg.Register.FIFO_COUNTH, 2
-        )
+        bus = self.wearable.bus
+        high = bus.read_byte_data(self._address, reg.Register.FIFO_COUNTH)
+        low = bus.read_byte_data(self._address, reg.Register.FIFO_COUNTL)
         count = (high << 8) | low
         sensor.close()
         part = "sensor FIFO"

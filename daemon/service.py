@@ -327,11 +327,28 @@ class Daemon:
             sample_id=removed,
         )
 
-    def _samples_changed(self, what: str, **fields: object) -> None:
+    def _samples_changed(
+        self,
+        what: str,
+        *,
+        message_id: str | None = None,
+        event: str = "samples_changed",
+        sample_id: int | None = None,
+    ) -> None:
         counts = self.samples.counts()
         shown = ", ".join(f"{n} {name}" for name, n in zip(self.class_names, counts, strict=True))
-        fields.setdefault("event", "samples_changed")
-        log_event(_log, f"samples: {what}; now {shown}", counts=list(counts), **fields)
+        text = f"samples: {what}; now {shown}"
+        if sample_id is None:
+            log_event(_log, text, message_id=message_id, event=event, counts=list(counts))
+        else:
+            log_event(
+                _log,
+                text,
+                message_id=message_id,
+                event=event,
+                counts=list(counts),
+                sample_id=sample_id,
+            )
         self._publish_status()
 
     def _refeature(self, samples: Samples) -> Samples:
