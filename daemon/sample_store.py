@@ -258,11 +258,6 @@ class SampleStore:
                 ) from error
             self._counts[label] += 1
 
-    def sync(self) -> None:
-        with self._lock:
-            os.fsync(self._descriptor)
-            self._unsynced = 0
-
     def load(self) -> Samples:
         """Every record, as arrays (copies: safe to keep while appending goes on)."""
         with self._lock:

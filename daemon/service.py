@@ -31,7 +31,7 @@ from odar.collector import Collector
 from odar.config import Config, load_config
 from odar.controls import Controls, Event, EventKind, Mode
 from odar.detector import Detection, Detector
-from odar.drivers.mpu6050 import nearest_sample_rate
+from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, StateError, StateWriteError
 from odar.haptics import (
@@ -77,7 +77,25 @@ class Inferred:
     decided_at: float
 
 
-Observer = Callable[[Inferred], None]
+class Observer:
+    """The public hook for watching a running daemon (the demo, the benches, the tests):
+    override what you watch; each default does nothing. The calls come on the daemon's threads,
+    as the thing happens: keep them short."""
+
+    def block_read(self, block: SensorBlock) -> None:
+        """A block from the sensor (samples or a gap mark), put into the ring buffer."""
+
+    def window_cut(self, window: Window) -> None:
+        """A window cut from the ring buffer, about to be processed (whatever the mode)."""
+
+    def confirmed(self, event: Event, pattern: Pattern) -> None:
+        """A press was handled; *pattern* is what the motor was given to confirm it."""
+
+    def inferred(self, inferred: Inferred) -> None:
+        """An inferred window (Infer mode)."""
+
+    def played(self, pattern: Pattern) -> None:
+        """A pattern no press asked for: training finished, a sample removed by a long press."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +162,7 @@ class Daemon:
         self.config_path = config_path
         self.wearable = wearable
         self.notifier = notifier if notifier is not None else SystemdNotifier()
-        self.observer = observer
+        self.observer = observer if observer is not None else Observer()
         self.signals = SignalRequests()
         #: Clock time when READY=1 was sent; None before.
         self.ready_at: float | None = None
@@ -269,7 +287,9 @@ class Daemon:
             self.wearable.led.play(pattern)
 
     def _handle(self, event: Event) -> None:
-        self._play(pattern_for(event))
+        pattern = pattern_for(event)
+        self._play(pattern)
+        self.observer.confirmed(event, pattern)
         level = logging.WARNING if event.kind is EventKind.REFUSED else logging.INFO
         log_event(
             _log,
@@ -295,6 +315,7 @@ class Daemon:
         if event is None:
             return
         self._play(FINISHED)
+        self.observer.played(FINISHED)
         status = self.status()
         loss = f", loss {status.loss:.4f}" if status.loss is not None else ""
         log_event(
@@ -317,9 +338,11 @@ class Daemon:
             self.samples.edit(sample_edit.delete_last)
         except (StateError, StateWriteError) as error:
             self._play(REFUSED)
+            self.observer.played(REFUSED)
             log_event(_log, f"no sample removed: {error}", logging.WARNING, event="refused")
             return
         self._play(SAMPLE_REMOVED)
+        self.observer.played(SAMPLE_REMOVED)
         self._samples_changed(
             f"removed the last sample (id {removed})",
             message_id=message_ids.SAMPLE_REMOVED,
@@ -377,6 +400,7 @@ class Daemon:
                     self._sensor_lost_or_recovered(lost)
                 if len(block) or block.gap:
                     self.ring.append(block)
+                    self.observer.block_read(block)
                 if watchdog_every is not None and (len(block) or sensor.recovering):
                     now = time.monotonic()
                     if now >= next_ping:
@@ -414,6 +438,7 @@ class Daemon:
                 window = self.cutter.next_window(timeout=0.2)
                 if window is None:
                     continue
+                self.observer.window_cut(window)
                 self._process(window)
         except Exception as error:
             _log.exception("the window loop failed")
@@ -434,8 +459,7 @@ class Daemon:
                 time.time(),
                 tuple(float(p) for p in detection.probabilities),
             )
-            if self.observer is not None:
-                self.observer(Inferred(window, detection, self.wearable.clock.monotonic()))
+            self.observer.inferred(Inferred(window, detection, self.wearable.clock.monotonic()))
 
     def _fail(self, reason: str) -> None:
         self._fatal = reason

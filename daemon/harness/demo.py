@@ -24,7 +24,7 @@ from odar.harness.data import DEMO_CONFIG, with_artifacts
 from odar.harness.emulated_wearable import EmulatedWearable
 from odar.harness.scenario import SwitchableMotion
 from odar.journal import setup_logging
-from odar.service import Daemon, Inferred
+from odar.service import Daemon, Inferred, Observer
 
 #: Target of the demo: the motor fires on nearly every walking window, hardly ever sitting.
 WALKING_PULSE_TARGET = 0.90
@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="only warnings on stderr")
 
 
-class DemoRecorder:
+class DemoRecorder(Observer):
     """Counts inferred windows and motor pulses by what the emulated wearer was really doing."""
 
     def __init__(self, motion: SwitchableMotion) -> None:
@@ -63,7 +63,7 @@ class DemoRecorder:
         self.pulses: Counter[str] = Counter()
         self.latencies: list[float] = []
 
-    def __call__(self, inferred: Inferred) -> None:
+    def inferred(self, inferred: Inferred) -> None:
         truth = self._motion.activity_between(inferred.window.t_start, inferred.window.t_end)
         key = truth if truth is not None else "transition"
         with self._lock:
