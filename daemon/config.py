@@ -114,6 +114,17 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Bounds on what collecting may take of the SD card (MiB = 2**20 bytes)."""
+
+    #: The sample store's largest size: 2 GiB is about 200,000 samples (55 hours of collecting
+    #: at one window a second), a sixth of a 16 GB card's room after the OS.
+    max_samples_mib: int = _setting(2048, low=1, high=1_048_576)
+    #: Collect stops before the file system's free space falls below this.
+    reserve_free_mib: int = _setting(512, low=0, high=1_048_576)
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     """Relative paths are taken relative to the config file's directory."""
 
@@ -145,6 +156,7 @@ class Config:
     classes: ClassesConfig = field(default_factory=ClassesConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 

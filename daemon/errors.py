@@ -57,3 +57,12 @@ class TraceError(OdarError, ValueError):
 
 class NotInstalledError(OdarError, FileNotFoundError):
     """A command needs a file a checkout has and this install does not."""
+
+
+class StateDirectoryError(OdarError, ValueError):
+    """The state directory is unsafe (foreign owner, writable by others) or in use by another
+    odar. Names the directory and what is wrong; ``odar run`` exits 78."""
+
+
+class RootRefusedError(OdarError, ValueError):
+    """``odar run`` as root without ``--allow-root``."""

@@ -2,7 +2,7 @@
 
   list            samples per class, with the first and last one's time (--all: every sample)
   delete-last     remove the most recent sample (as a long press of the class button does)
-  delete ID...    remove samples by id (list --all shows the ids; later ones move up)
+  delete ID...    remove samples by id (list --all shows the ids; they never change)
   clear CLASS     remove every sample of a class
   relabel ID CLASS
                   move a sample to another class
@@ -17,8 +17,11 @@ Retrain after a change: the head learnt from the old samples.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from odar import sample_edit, sample_requests
 from odar.class_names import class_index, display_names
 from odar.config import Config, load_config
 from odar.errors import StateError
-from odar.manifest import load_manifest, sha256_of
+from odar.manifest import load_manifest
 from odar.sample_store import Samples, SampleStore, StoreLayout
 from odar.status_cli import process_alive
 from odar.status_file import STATUS_FILE, read_json
@@ -87,68 +90,82 @@ class Place:
             status = read_json(self.config.runtime_dir / STATUS_FILE, "status file")
         except StateError:
             return False
-        return process_alive(status.get("pid")) and status.get("state_dir") == str(
-            self.config.state_dir
-        )
+        same_state = status.get("state_dir") == str(self.config.state_dir)
+        return process_alive(status.get("pid")) and same_state
 
     def resolve(self, name: str) -> int:
         return class_index(name, self.manifest.classes, self.names, "CLASS")
 
-    def layout(self) -> StoreLayout:
-        manifest = self.manifest
-        return StoreLayout(
-            sha256_of(manifest.path),
+    def open_store(self, create: bool) -> SampleStore:
+        """The stopped daemon's store, opened as the daemon opens it."""
+        from odar.engine import Engine
+
+        if not self.store_path.exists():
+            if not create:
+                raise StateError(f"{self.store_path}: no sample store (nothing collected yet)")
+            try:
+                self.config.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+            except OSError as error:
+                raise StateError(
+                    f"{self.config.state_dir}: cannot create: {error.strerror}"
+                ) from None
+        engine = Engine.load(self.config.paths.artifacts_dir, 1)
+        manifest = engine.manifest
+        self.features_of = engine.bottleneck.features_of
+        layout = StoreLayout(
+            engine.bottleneck_sha256,
             manifest.num_classes,
             manifest.feature_size,
             (manifest.window_samples, len(manifest.input_layout)),
         )
-
-    def refeature(self, samples: Samples) -> Samples:
-        from odar.engine import Engine
-
-        bottleneck = Engine.load(self.config.paths.artifacts_dir, 1).bottleneck
-        features = np.stack([bottleneck.features(window) for window in samples.windows])
-        return Samples(samples.labels, samples.timestamps, features, samples.windows)
+        return SampleStore.open(
+            self.store_path,
+            layout,
+            features_for=engine.bottleneck.features_of,
+            legacy_manifest_hash=engine.manifest_hash,
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     place = Place(load_config(args.config))
-    action = args.samples_action
-    if action in ("list", "export"):
-        layout, samples = sample_edit.read_store(place.store_path)
-        if action == "export":
-            sample_edit.export(samples, place.names, layout, args.file)
-            print(f"{args.file}: {len(samples)} samples exported")
-        else:
-            print(_listing(samples, place.names, args.all, args.json))
-        return 0
-    op, op_args, payload = _operation(args)
+    op, op_args, file = _operation(args)
     if place.running:
-        reply = sample_requests.ask(place.config.runtime_dir, op, op_args, payload)
-        print(
-            reply["message"] if reply["ok"] else f"odar: {reply['message']}",
-            file=sys.stdout if reply["ok"] else sys.stderr,
+        upload = file if op == "import" else None
+        suffix = file.suffix.lower() if op == "export" and file is not None else None
+        if suffix is not None and suffix not in (".csv", ".npz"):
+            raise StateError(f"{file}: export to .csv or .npz")
+        reply, produced = sample_requests.ask(place.config.runtime_dir, op, op_args, upload, suffix)
+        if not reply["ok"]:
+            print(f"odar: {reply['message']}", file=sys.stderr)
+            return 1
+        if produced is not None and file is not None:
+            shutil.move(produced, file)
+        return _report(args, place, reply)
+    with contextlib.closing(place.open_store(create=op == "import")) as store:
+        message, data = sample_requests.apply(
+            store, op, op_args, place.names, file, place.resolve, place.features_of
         )
+        reply = {"ok": True, "message": message, "counts": list(store.counts()), **data}
+    return _report(args, place, reply)
+
+
+def _report(args: argparse.Namespace, place: Place, reply: dict[str, Any]) -> int:
+    op, file = args.samples_action, getattr(args, "file", None)
+    if op == "list":
+        print(_listing(reply, place.names, args.all, args.json))
+        return 0
+    print(f"{file}: {reply['message']}" if op == "export" else reply["message"])
+    if op != "export":
         _print_counts(place.names, reply.get("counts", []))
-        return 0 if reply["ok"] else 1
-    if not place.store_path.exists():
-        if op != "import":
-            raise StateError(f"{place.store_path}: no sample store (nothing collected yet)")
-        try:
-            place.config.state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
-        except OSError as error:
-            raise StateError(f"{place.config.state_dir}: cannot create: {error.strerror}") from None
-    with SampleStore.open(place.store_path, place.layout()) as store:
-        message = sample_requests.apply(
-            store, op, op_args, place.names, payload, place.resolve, place.refeature
-        )
-        print(message)
-        _print_counts(place.names, store.counts())
     return 0
 
 
 def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any], Path | None]:
     action = args.samples_action
+    if action == "list":
+        return "list", {}, None
+    if action == "export":
+        return "export", {}, args.file
     if action == "delete":
         return "delete", {"ids": args.ids}, None
     if action == "delete-last":
@@ -162,19 +179,23 @@ def _operation(args: argparse.Namespace) -> tuple[str, dict[str, Any], Path | No
     return "import", {}, args.file
 
 
-def _print_counts(names: list[str] | tuple[str, ...], counts: list[int] | tuple[int, ...]) -> None:
+def _print_counts(names: Sequence[str], counts: Sequence[int]) -> None:
     if counts:
         print("now: " + ", ".join(f"{name} {n}" for name, n in zip(names, counts, strict=True)))
 
 
-def _listing(samples: Samples, names: tuple[str, ...], every: bool, as_json: bool) -> str:
+def _listing(data: dict[str, Any], names: Sequence[str], every: bool, as_json: bool) -> str:
+    ids = np.asarray(data["ids"], np.int64)
+    labels = np.asarray(data["labels"], np.int64)
+    timestamps = np.asarray(data["timestamps"], np.float64)
+    samples = Samples(ids, labels, timestamps, np.zeros((len(ids), 0), np.float32))
     summaries = sample_edit.summarize(samples, names)
     if as_json:
         document = sample_edit.summary_json(summaries, len(samples))
         if every:
             document["samples"] = [
-                {"id": i + 1, "class": names[label], "timestamp": float(t)}
-                for i, (label, t) in enumerate(zip(samples.labels, samples.timestamps, strict=True))
+                {"id": int(i), "class": names[label], "timestamp": float(t)}
+                for i, label, t in zip(ids, labels, timestamps, strict=True)
             ]
         return json.dumps(document, indent=2)
     lines = [f"{'class':<16} {'count':>6}  {'first':>12}  {'last':>12}"]
@@ -186,6 +207,6 @@ def _listing(samples: Samples, names: tuple[str, ...], every: bool, as_json: boo
     if every:
         lines.append("")
         lines.append(f"{'id':>6}  {'class':<16} {'time':>12}")
-        for index, (label, t) in enumerate(zip(samples.labels, samples.timestamps, strict=True)):
-            lines.append(f"{index + 1:>6}  {names[label]:<16} {t:12.1f}")
+        for i, label, t in zip(ids, labels, timestamps, strict=True):
+            lines.append(f"{int(i):>6}  {names[label]:<16} {t:12.1f}")
     return "\n".join(lines)

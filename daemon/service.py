@@ -17,15 +17,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from odar import __version__, message_ids, sample_edit
+from odar import __version__, message_ids
 from odar.class_names import class_index, display_names
 from odar.collector import Collector
 from odar.config import Config, load_config
@@ -33,7 +32,7 @@ from odar.controls import Controls, Event, EventKind, Mode
 from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
-from odar.errors import ConfigError, StateError, StateWriteError
+from odar.errors import ConfigError, RootRefusedError, StateError, StateWriteError
 from odar.haptics import (
     FINISHED,
     REFUSED,
@@ -47,8 +46,9 @@ from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_requests import RequestBox
-from odar.sample_store import Samples, SampleStore, StoreLayout
+from odar.sample_store import SampleStore, StoreLayout
 from odar.signals import SignalRequests
+from odar.state_dir import StateDirectory
 from odar.status_report import StatusReport
 from odar.trainer import LatestHead, Trainer
 from odar.wearable import Wearable, open_real_wearable
@@ -129,9 +129,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIG,
         help="the configuration file",
     )
+    parser.add_argument(
+        "--allow-root",
+        action="store_true",
+        help="run even as root (refused otherwise: the unit runs odar as the user odar)",
+    )
+
+
+def refuse_root(allow_root: bool, euid: int | None = None) -> None:
+    """:class:`RootRefusedError` when running as root and not told it is fine."""
+    if (os.geteuid() if euid is None else euid) == 0 and not allow_root:
+        raise RootRefusedError(
+            "refusing to run as root: the daemon needs no privileges (the unit runs it as "
+            "the user odar); pass --allow-root if you mean it"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_root(args.allow_root)
     setup_logging("info")
     config = load_config(args.config)
     setup_logging(config.logging.level)
@@ -167,6 +182,8 @@ class Daemon:
         #: Clock time when READY=1 was sent; None before.
         self.ready_at: float | None = None
         self._fatal: str | None = None
+        #: Why the last Collect was refused (store cap, free-space reserve), for STATUS.
+        self._collect_refusal: str | None = None
         self._stopping = False
         self._restart_cutter = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -180,22 +197,38 @@ class Daemon:
             _, rate = nearest_sample_rate(config.sensor.settings)
             self.decimation = self.engine.decimation_for(rate)
 
-            state_dir = config.state_dir
-            try:
-                state_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StateWriteError(
-                    error.errno, f"paths.state_dir: cannot create {state_dir}: {error.strerror}"
-                ) from error
+            self.state = StateDirectory.open(config.state_dir)
+            undo_on_failure.callback(self.state.close)
+            state_dir = self.state.path
+            self.state.remove_stale_temporaries((PARAMS_FILE, SAMPLES_FILE, CONTROLS_FILE), _log)
             layout = StoreLayout(
-                self.engine.manifest_hash,
+                self.engine.bottleneck_sha256,
                 manifest.num_classes,
                 manifest.feature_size,
                 (manifest.window_samples, len(manifest.input_layout)),
             )
-            self.samples = SampleStore.open(state_dir / SAMPLES_FILE, layout)
+            self.samples = SampleStore.open(
+                state_dir / SAMPLES_FILE,
+                layout,
+                features_for=self.engine.bottleneck.features_of,
+                legacy_manifest_hash=self.engine.manifest_hash,
+            )
             undo_on_failure.callback(self.samples.close)
-            self.param_store = ParamStore(state_dir / PARAMS_FILE, self.engine.manifest_hash)
+            self._bound_samples(config)
+            if self.samples.features_recomputed:
+                log_event(
+                    _log,
+                    "the bottleneck changed: the stored samples' features were recomputed "
+                    "with the new one; train the head again",
+                    logging.WARNING,
+                    event="features_recomputed",
+                )
+            self.param_store = ParamStore(
+                state_dir / PARAMS_FILE,
+                self.engine.head_binding,
+                # A head saved by an earlier odar, bound to the manifest file's bytes.
+                also_accept=(self.engine.manifest_hash,),
+            )
             head = self.engine.head
             saved = self.param_store.load()
             if saved is None:
@@ -253,7 +286,7 @@ class Daemon:
                 self.samples,
                 self.class_names,
                 lambda name: class_index(name, manifest.classes, self.class_names, "CLASS"),
-                self._refeature,
+                self.engine.bottleneck.features_of,
                 self._samples_changed,
             )
             wearable.buttons.bind(
@@ -281,12 +314,32 @@ class Daemon:
 
     # ------------------------------------------------------------------ events
 
+    def _bound_samples(self, config: Config) -> None:
+        storage = config.storage
+        self.samples.set_bounds(storage.max_samples_mib * 2**20, storage.reserve_free_mib * 2**20)
+
+    def _refuse_collect(self, reason: str) -> None:
+        """Collect cannot store another sample: stop the run, rattle, say why."""
+        self.controls.stop()
+        self._collect_refusal = reason
+        self._play(REFUSED)
+        log_event(
+            _log, f"collect refused: {reason}", logging.WARNING, event="refused", mode="collect"
+        )
+        self._publish_status()
+
     def _play(self, pattern: Pattern) -> None:
         self.wearable.motor.play(pattern)
         if self.wearable.led is not None:
             self.wearable.led.play(pattern)
 
     def _handle(self, event: Event) -> None:
+        if event.kind is EventKind.STARTED and event.mode is Mode.COLLECT:
+            reason = self.samples.can_accept()
+            if reason is not None:
+                self._refuse_collect(reason)
+                return
+            self._collect_refusal = None
         pattern = pattern_for(event)
         self._play(pattern)
         self.observer.confirmed(event, pattern)
@@ -334,8 +387,11 @@ class Daemon:
     def _remove_last_sample(self) -> None:
         """A long press of the class button: the last sample goes (a wrong one just taken)."""
         try:
-            removed = len(self.samples)
-            self.samples.edit(sample_edit.delete_last)
+            ids = self.samples.ids()
+            if not ids:
+                raise StateError("there are no samples")
+            removed = ids[-1]
+            self.samples.delete([removed])
         except (StateError, StateWriteError) as error:
             self._play(REFUSED)
             self.observer.played(REFUSED)
@@ -373,10 +429,6 @@ class Daemon:
                 sample_id=sample_id,
             )
         self._publish_status()
-
-    def _refeature(self, samples: Samples) -> Samples:
-        features = np.stack([self.engine.bottleneck.features(w) for w in samples.windows])
-        return Samples(samples.labels, samples.timestamps, features, samples.windows)
 
     def _pulse(self) -> None:
         pattern = detection_pattern(self.pulse_seconds)
@@ -451,6 +503,10 @@ class Daemon:
         mode, class_index = controls.mode, controls.class_index
         features = self.engine.bottleneck.features(window.samples)
         if mode is Mode.COLLECT:
+            reason = self.samples.can_accept()
+            if reason is not None:
+                self._refuse_collect(reason)
+                return
             self.collector.collect(window, features, class_index)
             self._publish_status()
         elif mode is Mode.INFER:
@@ -502,7 +558,9 @@ class Daemon:
             f"class {self.class_names[status.class_index]}; samples: {counts}; "
             f"epoch {status.epoch}"
         )
-        return text + (f", loss {status.loss:.4f}" if status.loss is not None else "")
+        text += f", loss {status.loss:.4f}" if status.loss is not None else ""
+        refusal = self._collect_refusal
+        return text + (f"; collect refused: {refusal}" if refusal and not status.running else "")
 
     def _publish_status(self) -> None:
         self.notifier.status(self.status_text())
@@ -525,6 +583,7 @@ class Daemon:
         self.trainer.save_every_seconds = new.training.save_every_seconds
         self.trainer.max_epochs = new.training.max_epochs
         self.trainer.stop_when_settled = new.training.stop_when == "settled"
+        self._bound_samples(new)
         needs_restart = [
             section
             for section in ("sensor", "pins", "classes", "paths", "runtime")
@@ -626,3 +685,4 @@ class Daemon:
     def _close(self) -> None:
         self.wearable.close()
         self.samples.close()
+        self.state.close()

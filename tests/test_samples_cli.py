@@ -71,6 +71,17 @@ def test_list_shows_counts_and_times_per_class(collected, capsys):
     assert sitting["first"] == min(times) and sitting["last"] == max(times)
 
 
+def test_export_while_the_daemon_runs_goes_through_it(collected, tmp_path, capsys):
+    running, path = collected
+    target = tmp_path / "live.csv"
+    assert main(["samples", "export", str(target), "--config", str(path)]) == 0
+    rows = target.read_text().splitlines()
+    assert rows[0].startswith("# odar-samples-1 bottleneck_sha256=")
+    assert rows[1].startswith("id,class,timestamp,f0,")
+    assert len(rows) - 2 == sum(running.daemon.samples.counts())
+    assert not list((running.daemon.config.runtime_dir / "requests").iterdir())
+
+
 def test_changes_while_the_daemon_runs_are_made_by_it(collected, capsys):
     running, path = collected
     before = running.daemon.samples.counts()
