@@ -323,6 +323,7 @@ class Daemon:
         self.controls.stop()
         self._collect_refusal = reason
         self._play(REFUSED)
+        self.observer.played(REFUSED)
         log_event(
             _log, f"collect refused: {reason}", logging.WARNING, event="refused", mode="collect"
         )

@@ -36,7 +36,7 @@ def test_describe_names_the_header_pin():
 def test_odar_run_refuses_a_button_on_the_i2c_pin_naming_the_key(config_writer):
     path = config_writer.write({"pins": {"mode_button": "GPIO2"}})
     result = subprocess.run(
-        [sys.executable, "-m", "odar.cli", "run", "--config", str(path)],
+        [sys.executable, "-m", "odar.cli", "run", "--allow-root", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -542,9 +542,7 @@ def test_training_stops_by_itself_when_the_loss_settles_and_says_so(
     status = running.daemon.status()
     assert not status.running and status.mode is Mode.TRAIN
     assert status.loss_settled
-    saved = ParamStore(
-        running.daemon.config.state_dir / PARAMS_FILE, running.daemon.engine.manifest_hash
-    ).load()
+    saved = running.daemon.param_store.load()
     assert saved is not None and saved.epoch == status.epoch
     finished = [
         r for r in caplog.records if getattr(r, "MESSAGE_ID", None) == message_ids.TRAINING_FINISHED
