@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean man
 
 $(STAMP): pyproject.toml scripts/setup-dev.sh scripts/apt-need.sh
 	bash scripts/setup-dev.sh "$(PYTHON)" "$(VENV)"
@@ -21,6 +21,12 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/test.sh
+
+# The manual page, generated from the command line parser (argparse-manpage, a test extra).
+man: $(STAMP)
+	mkdir -p build/man
+	$(BIN)/argparse-manpage --module odar.cli --function build_full_parser --prog odar \
+		--project-name odar --manual-title "odar manual" --output build/man/odar.1
 
 clean:
 	rm -rf $(VENV) .venv-* .pytest_cache build *.egg-info

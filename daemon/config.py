@@ -22,8 +22,15 @@ import yaml
 
 from odar.drivers.sensor_settings import SensorSettings
 from odar.errors import ConfigError, SensorSettingsError
+from odar.pins import PinNameError, parse_pin
 
 DEFAULT_STATE_DIR = Path("/var/lib/odar")
+DEFAULT_RUNTIME_DIR = Path("/run/odar")
+
+
+def _pin(default: int | None) -> Any:
+    """A GPIO as the user names it (17, GPIO17, BCM17, BOARD11), stored as its BCM number."""
+    return field(default=default, metadata={"pin": True})
 
 
 def _setting(default: Any, *, low: float | None = None, high: float | None = None) -> Any:
@@ -69,14 +76,17 @@ class SensorConfig:
 
 @dataclass(frozen=True)
 class PinsConfig:
-    """BCM pin numbers; buttons wire the pin to ground (internal pull-up, active low)."""
+    """BCM GPIO numbers (the config may name them any way gpiozero does: 17, GPIO17, BCM17,
+    BOARD11); buttons wire the pin to ground (internal pull-up, active low)."""
 
-    mode_button: int = _setting(17, low=0, high=27)
-    class_button: int = _setting(27, low=0, high=27)
-    start_button: int = _setting(22, low=0, high=27)
-    motor: int = _setting(18, low=0, high=27)
-    led: int | None = _setting(None, low=0, high=27)
+    mode_button: int = _pin(17)
+    class_button: int = _pin(27)
+    start_button: int = _pin(22)
+    motor: int = _pin(18)
+    led: int | None = _pin(None)
     bounce_time: float = _setting(0.05, low=0.0, high=1.0)
+    #: Holding the class button this long removes the last collected sample.
+    long_press_seconds: float = _setting(1.5, low=0.1, high=10.0)
 
 
 @dataclass(frozen=True)
@@ -88,9 +98,19 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class ClassesConfig:
+    #: What the journal, ``odar status`` and ``odar samples`` call each class, in the
+    #: manifest's order; None: the manifest's names.
+    names: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     save_every_seconds: float = _setting(60.0, low=1.0, high=86_400.0)
     max_epochs: int | None = _setting(None, low=1, high=10_000_000)
+    #: settled: Train stops by itself (and saves) once the loss settles; never: only the
+    #: start/stop button or max_epochs end it.
+    stop_when: Literal["settled", "never"] = "settled"
 
 
 @dataclass(frozen=True)
@@ -111,6 +131,9 @@ class PathsConfig:
     artifacts_dir: Path = Path("../artifacts")
     #: None: ``$STATE_DIRECTORY`` (set by systemd's ``StateDirectory=``), else /var/lib/odar.
     state_dir: Path | None = None
+    #: Where the daemon keeps its status file (``odar status``, ``odar watch``). None:
+    #: ``$RUNTIME_DIRECTORY`` (systemd's ``RuntimeDirectory=``), else /run/odar.
+    runtime_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +153,7 @@ class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     pins: PinsConfig = field(default_factory=PinsConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    classes: ClassesConfig = field(default_factory=ClassesConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
@@ -141,6 +165,12 @@ class Config:
         """Always set after :func:`load_config`; the property saves callers a None check."""
         assert self.paths.state_dir is not None
         return self.paths.state_dir
+
+    @property
+    def runtime_dir(self) -> Path:
+        """Always set after :func:`load_config`."""
+        assert self.paths.runtime_dir is not None
+        return self.paths.runtime_dir
 
 
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -188,9 +218,14 @@ def _complete(config: Config, source: Path, environ: Mapping[str, str]) -> Confi
         # systemd may list several directories separated by colons; ours is the first.
         from_systemd = environ.get("STATE_DIRECTORY", "").split(":")[0]
         state_dir = Path(from_systemd) if from_systemd else DEFAULT_STATE_DIR
+    runtime_dir = config.paths.runtime_dir
+    if runtime_dir is None:
+        from_systemd = environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+        runtime_dir = Path(from_systemd) if from_systemd else DEFAULT_RUNTIME_DIR
     paths = PathsConfig(
         artifacts_dir=_absolute(config.paths.artifacts_dir, base),
         state_dir=_absolute(state_dir, base),
+        runtime_dir=_absolute(runtime_dir, base),
     )
     return dataclasses.replace(config, paths=paths)
 
@@ -246,6 +281,13 @@ def _convert(hint: Any, value: object, key: str, metadata: Mapping[str, Any], so
         origin = typing.get_origin(hint)
     if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, key, source)
+    if metadata.get("pin"):
+        try:
+            return parse_pin(value)
+        except PinNameError as error:
+            raise ConfigError(f"{source}: {key}: {error}") from None
+    if origin is tuple:
+        return _string_tuple(value, key, source)
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
@@ -275,6 +317,17 @@ def _convert(hint: Any, value: object, key: str, metadata: Mapping[str, Any], so
     if (low is not None and value < low) or (high is not None and value > high):
         raise ConfigError(f"{source}: {key}: {value!r} is outside {low}-{high}")
     return value
+
+
+def _string_tuple(value: object, key: str, source: Path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{source}: {key}: {value!r} is not a list of names")
+    for item in value:
+        if not isinstance(item, str) or not item.strip():
+            raise ConfigError(f"{source}: {key}: {item!r} is not a non-empty string")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{source}: {key}: the names {value!r} are not all different")
+    return tuple(value)
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -55,6 +55,10 @@ class TraceError(OdarError, ValueError):
     """A recorded motion trace (CSV or NPZ) cannot be replayed. Names the file and the fault."""
 
 
+class NotInstalledError(OdarError, FileNotFoundError):
+    """A command needs a file a checkout has and this install does not."""
+
+
 class StateDirectoryError(OdarError, ValueError):
     """The state directory is unsafe (foreign owner, writable by others) or in use by another
     odar. Names the directory and what is wrong; ``odar run`` exits 78."""

@@ -6,6 +6,8 @@ The vocabulary is short ticks and long dashes:
 * mode: a dash then the mode's number in ticks (Collect 1, Train 2, Infer 3)
 * started: two dashes; stopped: one very long buzz
 * refused: a rapid rattle, unlike anything else
+* finished (training ended by itself, head saved): three dashes then the long buzz
+* sample removed (long press of the class button): a long buzz then a tick
 * detection: one pulse of the configured length
 
 A :class:`Pattern` iterates as ``(on_seconds, off_seconds)`` steps, which is what
@@ -63,6 +65,8 @@ def _ticks(count: int) -> tuple[tuple[float, float], ...]:
 MODE_NUMBER = {Mode.COLLECT: 1, Mode.TRAIN: 2, Mode.INFER: 3}
 STARTED = Pattern("started", ((DASH, GAP), (DASH, GAP)))
 STOPPED = Pattern("stopped", ((LONG_BUZZ, GAP),))
+FINISHED = Pattern("finished", ((DASH, GAP), (DASH, GAP), (DASH, PAUSE), (LONG_BUZZ, GAP)))
+SAMPLE_REMOVED = Pattern("sample removed", ((LONG_BUZZ, GAP), (TICK, GAP)))
 REFUSED = Pattern("refused", tuple((RATTLE, RATTLE) for _ in range(RATTLE_PULSES)))
 
 

@@ -94,14 +94,22 @@ def journal_fields(**fields: object) -> dict[str, str]:
 
 
 def log_event(
-    logger: logging.Logger, message: str, level: int = logging.INFO, **fields: object
+    logger: logging.Logger,
+    message: str,
+    level: int = logging.INFO,
+    *,
+    message_id: str | None = None,
+    **fields: object,
 ) -> None:
-    """Log *message* with structured fields (see the module docstring)."""
+    """Log *message* with structured fields (see the module docstring) and, for the entries
+    listed in :mod:`odar.message_ids`, the journal's ``MESSAGE_ID``."""
     if not logger.isEnabledFor(level):
         return
     named = journal_fields(**fields)
     extra: dict[str, object] = dict(named)
     extra[_FIELDS_ATTRIBUTE] = named
+    if message_id is not None:
+        extra["MESSAGE_ID"] = message_id
     logger.log(level, message, extra=extra, stacklevel=2)
 
 

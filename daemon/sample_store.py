@@ -108,7 +108,7 @@ class StoreLayout:
         return block.ljust(HEADER_BLOCK, b"\0")
 
     def record_dtype(self) -> np.dtype:
-        fields = [
+        fields: list[tuple[Any, ...]] = [
             ("magic", "<u4"),
             ("crc", "<u4"),
             ("label", "<u4"),

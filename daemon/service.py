@@ -24,21 +24,32 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from odar import __version__, message_ids
+from odar.class_names import class_index, display_names
 from odar.collector import Collector
 from odar.config import Config, load_config
 from odar.controls import Controls, Event, EventKind, Mode
 from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
-from odar.errors import ConfigError, RootRefusedError
-from odar.haptics import REFUSED, Pattern, detection_pattern, pattern_for
+from odar.errors import ConfigError, RootRefusedError, StateError, StateWriteError
+from odar.haptics import (
+    FINISHED,
+    REFUSED,
+    SAMPLE_REMOVED,
+    Pattern,
+    detection_pattern,
+    pattern_for,
+)
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
+from odar.sample_requests import RequestBox
 from odar.sample_store import SampleStore, StoreLayout
 from odar.signals import SignalRequests
 from odar.state_dir import StateDirectory
+from odar.status_report import StatusReport
 from odar.trainer import LatestHead, Trainer
 from odar.wearable import Wearable, open_real_wearable
 from odar.windows import Window, WindowCutter
@@ -83,6 +94,9 @@ class Observer:
     def inferred(self, inferred: Inferred) -> None:
         """An inferred window (Infer mode)."""
 
+    def played(self, pattern: Pattern) -> None:
+        """A pattern no press asked for: training finished, a sample removed by a long press."""
+
 
 @dataclass(frozen=True)
 class Status:
@@ -113,7 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         default=DEFAULT_CONFIG,
-        help=f"configuration file (default {DEFAULT_CONFIG})",
+        help="the configuration file",
     )
     parser.add_argument(
         "--allow-root",
@@ -178,7 +192,7 @@ class Daemon:
             undo_on_failure.callback(wearable.close)
             self.engine = Engine.load(config.paths.artifacts_dir, config.runtime.num_threads)
             manifest = self.engine.manifest
-            self.class_names = manifest.classes
+            self.class_names = display_names(manifest.classes, config.classes.names)
             self._check_trigger_class(config)
             _, rate = nearest_sample_rate(config.sensor.settings)
             self.decimation = self.engine.decimation_for(rate)
@@ -242,6 +256,7 @@ class Daemon:
                 clock,
                 save_every_seconds=config.training.save_every_seconds,
                 max_epochs=config.training.max_epochs,
+                stop_when_settled=config.training.stop_when == "settled",
                 limiter=RateLimiter(config.logging.loss_lines_per_second, clock),
                 on_finished=self._training_finished,
                 seed=seed,
@@ -251,7 +266,7 @@ class Daemon:
                 head,
                 self.latest,
                 self.class_names,
-                config.inference.trigger_class,
+                self._trigger_name(config),
                 config.inference.threshold,
                 self._pulse,
                 RateLimiter(config.logging.probability_lines_per_second, clock),
@@ -265,19 +280,37 @@ class Daemon:
                 hop=config.inference.hop_samples,
                 decimation=self.decimation,
             )
+            self.status_report = StatusReport(self)
+            self.sample_requests = RequestBox(
+                config.runtime_dir,
+                self.samples,
+                self.class_names,
+                lambda name: class_index(name, manifest.classes, self.class_names, "CLASS"),
+                self.engine.bottleneck.features_of,
+                self._samples_changed,
+            )
             wearable.buttons.bind(
                 lambda: self._handle(self.controls.press_mode()),
                 lambda: self._handle(self.controls.press_class()),
                 lambda: self._handle(self.controls.press_start_stop()),
+                on_class_held=self._remove_last_sample,
+                hold_seconds=config.pins.long_press_seconds,
             )
             undo_on_failure.pop_all()
 
     def _check_trigger_class(self, config: Config) -> None:
-        if config.inference.trigger_class not in self.class_names:
-            raise ConfigError(
-                f"inference.trigger_class: {config.inference.trigger_class!r} is not a class of "
-                f"the artifacts ({', '.join(self.class_names)})"
-            )
+        display_names(self.engine.manifest.classes, config.classes.names)
+        self._trigger_name(config)
+
+    def _trigger_name(self, config: Config) -> str:
+        """The display name of ``inference.trigger_class`` (which may use either name)."""
+        index = class_index(
+            config.inference.trigger_class,
+            self.engine.manifest.classes,
+            self.class_names,
+            "inference.trigger_class",
+        )
+        return self.class_names[index]
 
     # ------------------------------------------------------------------ events
 
@@ -290,16 +323,21 @@ class Daemon:
         start press refused (None when a running Collect reaches a bound)."""
         stopped = self.controls.stop()
         self._collect_refusal = reason
-        self.wearable.motor.play(REFUSED)
-        if self.wearable.led is not None:
-            self.wearable.led.play(REFUSED)
+        self._play(REFUSED)
         confirmed = press if press is not None else stopped
         if confirmed is not None:
             self.observer.confirmed(confirmed, REFUSED)
+        else:
+            self.observer.played(REFUSED)
         log_event(
             _log, f"collect refused: {reason}", logging.WARNING, event="refused", mode="collect"
         )
         self._publish_status()
+
+    def _play(self, pattern: Pattern) -> None:
+        self.wearable.motor.play(pattern)
+        if self.wearable.led is not None:
+            self.wearable.led.play(pattern)
 
     def _handle(self, event: Event) -> None:
         if event.kind is EventKind.STARTED and event.mode is Mode.COLLECT:
@@ -309,15 +347,14 @@ class Daemon:
                 return
             self._collect_refusal = None
         pattern = pattern_for(event)
-        self.wearable.motor.play(pattern)
-        if self.wearable.led is not None:
-            self.wearable.led.play(pattern)
+        self._play(pattern)
         self.observer.confirmed(event, pattern)
         level = logging.WARNING if event.kind is EventKind.REFUSED else logging.INFO
         log_event(
             _log,
             event.describe(self.class_names),
             level,
+            message_id=message_ids.MODE_CHANGED if event.kind is EventKind.MODE_SELECTED else None,
             event=event.kind.value,
             mode=event.mode.value,
             class_name=self.class_names[event.class_index],
@@ -332,9 +369,72 @@ class Daemon:
         self._publish_status()
 
     def _training_finished(self) -> None:
+        """The trainer ended a run by itself (and saved): stop Train, say so."""
         event = self.controls.stop()
-        if event is not None:
-            self._handle(event)
+        if event is None:
+            return
+        self._play(FINISHED)
+        self.observer.played(FINISHED)
+        status = self.status()
+        loss = f", loss {status.loss:.4f}" if status.loss is not None else ""
+        log_event(
+            _log,
+            f"training finished ({self.trainer.finish_reason}) at epoch {status.epoch}{loss}; "
+            "the head is saved",
+            message_id=message_ids.TRAINING_FINISHED,
+            event="finished",
+            mode=event.mode.value,
+            reason=self.trainer.finish_reason,
+            epoch=status.epoch,
+            loss=status.loss if status.loss is not None else "",
+        )
+        self._publish_status()
+
+    def _remove_last_sample(self) -> None:
+        """A long press of the class button: the last sample goes (a wrong one just taken)."""
+        try:
+            ids = self.samples.ids()
+            if not ids:
+                raise StateError("there are no samples")
+            removed = ids[-1]
+            self.samples.delete([removed])
+        except (StateError, StateWriteError) as error:
+            self._play(REFUSED)
+            self.observer.played(REFUSED)
+            log_event(_log, f"no sample removed: {error}", logging.WARNING, event="refused")
+            return
+        self._play(SAMPLE_REMOVED)
+        self.observer.played(SAMPLE_REMOVED)
+        self._samples_changed(
+            f"removed the last sample (id {removed})",
+            message_id=message_ids.SAMPLE_REMOVED,
+            event="sample_removed",
+            sample_id=removed,
+        )
+
+    def _samples_changed(
+        self,
+        what: str,
+        *,
+        message_id: str | None = None,
+        event: str = "samples_changed",
+        sample_id: int | None = None,
+    ) -> None:
+        counts = self.samples.counts()
+        shown = ", ".join(f"{n} {name}" for name, n in zip(self.class_names, counts, strict=True))
+        text = f"samples: {what}; now {shown}"
+        if sample_id is None:
+            log_event(_log, text, message_id=message_id, event=event, counts=list(counts))
+        else:
+            log_event(
+                _log,
+                text,
+                message_id=message_id,
+                event=event,
+                counts=list(counts),
+                sample_id=sample_id,
+            )
+        self._publish_status()
 
     def _pulse(self) -> None:
         pattern = detection_pattern(self.pulse_seconds)
@@ -349,9 +449,13 @@ class Daemon:
         clock = self.wearable.clock
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
+        lost = False
         try:
             while not self._halt.is_set():
                 block = sensor.read()
+                if sensor.recovering != lost:
+                    lost = sensor.recovering
+                    self._sensor_lost_or_recovered(lost)
                 if len(block) or block.gap:
                     self.ring.append(block)
                     self.observer.block_read(block)
@@ -364,6 +468,24 @@ class Daemon:
         except Exception as error:
             _log.exception("the sensor loop failed")
             self._fail(f"sensor loop: {error}")
+
+    def _sensor_lost_or_recovered(self, lost: bool) -> None:
+        where = f"MPU6050 on i2c-{self.config.sensor.bus} at {self.config.sensor.address:#04x}"
+        if lost:
+            log_event(
+                _log,
+                f"sensor lost: {where} stopped answering; retrying",
+                logging.WARNING,
+                message_id=message_ids.SENSOR_LOST,
+                event="sensor_lost",
+            )
+        else:
+            log_event(
+                _log,
+                f"sensor recovered: {where} answers again",
+                message_id=message_ids.SENSOR_RECOVERED,
+                event="sensor_recovered",
+            )
 
     def _window_loop(self) -> None:
         try:
@@ -395,6 +517,10 @@ class Daemon:
             self._publish_status()
         elif mode is Mode.INFER:
             detection = self.detector.detect(features)
+            self.status_report.last_probabilities = (
+                time.time(),
+                tuple(float(p) for p in detection.probabilities),
+            )
             self.observer.inferred(Inferred(window, detection, self.wearable.clock.monotonic()))
 
     def _fail(self, reason: str) -> None:
@@ -444,6 +570,7 @@ class Daemon:
 
     def _publish_status(self) -> None:
         self.notifier.status(self.status_text())
+        self.status_report.write()
 
     def _reload(self) -> None:
         if self.config_path is None:
@@ -457,14 +584,15 @@ class Daemon:
             self.notifier.ready()
             return
         setup_logging(new.logging.level)
-        self.detector.retune(new.inference.trigger_class, new.inference.threshold)
+        self.detector.retune(self._trigger_name(new), new.inference.threshold)
         self.pulse_seconds = new.inference.pulse_seconds
         self.trainer.save_every_seconds = new.training.save_every_seconds
         self.trainer.max_epochs = new.training.max_epochs
+        self.trainer.stop_when_settled = new.training.stop_when == "settled"
         self._bound_samples(new)
         needs_restart = [
             section
-            for section in ("sensor", "pins", "paths", "runtime")
+            for section in ("sensor", "pins", "classes", "paths", "runtime")
             if getattr(new, section) != getattr(self.config, section)
         ]
         if new.inference.hop_samples != self.config.inference.hop_samples:
@@ -484,6 +612,13 @@ class Daemon:
             self.signals.uninstall()
 
     def _run(self) -> int:
+        log_event(
+            _log,
+            f"starting: odar {__version__}, state in {self.config.state_dir}",
+            message_id=message_ids.STARTED,
+            event="start",
+            version=__version__,
+        )
         try:
             self.wearable.sensor.start()
         except BaseException:
@@ -499,6 +634,7 @@ class Daemon:
             log_event(
                 _log,
                 f"ready: {self.status_text()}",
+                message_id=message_ids.READY,
                 event="ready",
                 mode=self.controls.mode.value,
                 runtime=self.engine.runtime.name,
@@ -535,6 +671,8 @@ class Daemon:
             if status != last_status:
                 self.notifier.status(status)
                 last_status = status
+            self.status_report.write()
+            self.sample_requests.handle_pending()
 
     def _shutdown(self) -> None:
         self._stopping = True
@@ -546,8 +684,9 @@ class Daemon:
         self._halt.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        self.status_report.close()
         self._close()
-        log_event(_log, "stopped", event="stopped")
+        log_event(_log, "stopped", message_id=message_ids.STOPPED, event="stopped")
 
     def _close(self) -> None:
         self.wearable.close()

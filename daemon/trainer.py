@@ -23,7 +23,15 @@ from odar.sample_store import SampleStore
 _log = logging.getLogger(__name__)
 
 
-def loss_settled(losses: Sequence[float], span: int = 20, tolerance: float = 0.02) -> bool:
+#: Epoch losses kept of the current run for odar plot (at most twice this in memory).
+RUN_HISTORY = 20_000
+#: Epochs compared by loss_settled: the last SPAN against the SPAN before.
+SETTLED_SPAN = 20
+
+
+def loss_settled(
+    losses: Sequence[float], span: int = SETTLED_SPAN, tolerance: float = 0.02
+) -> bool:
     """True once the mean loss of the last *span* epochs is within *tolerance* (relative) of
     the *span* before, or the loss is all but zero: when a person would stop training."""
     if losses and losses[-1] < 1e-3:
@@ -72,6 +80,7 @@ class Trainer:
         *,
         save_every_seconds: float,
         max_epochs: int | None,
+        stop_when_settled: bool = False,
         limiter: RateLimiter,
         on_finished: Callable[[], None] = lambda: None,
         seed: int | None = None,
@@ -84,6 +93,9 @@ class Trainer:
         self._clock = clock
         self.save_every_seconds = save_every_seconds
         self.max_epochs = max_epochs
+        self.stop_when_settled = stop_when_settled
+        #: Why the last run ended by itself ("loss settled", "max_epochs"); None when stopped.
+        self.finish_reason: str | None = None
         self._limiter = limiter
         self._on_finished = on_finished
         self._rng = np.random.default_rng(seed)
@@ -93,6 +105,11 @@ class Trainer:
         self._losses_lock = threading.Lock()
         #: Epoch losses of this process's runs, for STATUS, the demo and loss_settled().
         self.losses: list[float] = []
+        #: The current (or last) run: its first epoch and its losses (the last RUN_HISTORY).
+        self._run_first_epoch = 0
+        self._run_losses: list[float] = []
+        #: Runs started in this process; odar status and plot tell runs apart by it.
+        self.runs = 0
 
     @property
     def running(self) -> bool:
@@ -115,6 +132,11 @@ class Trainer:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+
+    def run_history(self) -> tuple[int, list[float]]:
+        """(the epoch of the first loss, the losses) of the current or last run."""
+        with self._losses_lock:
+            return self._run_first_epoch, list(self._run_losses)
 
     def loss_settled(self, span: int = 20, tolerance: float = 0.02) -> bool:
         """See :func:`loss_settled`; over this process's epochs."""
@@ -148,6 +170,13 @@ class Trainer:
         )
         last_save = self._clock.monotonic()
         finished = False
+        self.finish_reason = None
+        # This run's losses only (bounded): a resumed head must settle anew before it stops.
+        run_losses: list[float] = []
+        with self._losses_lock:
+            self.runs += 1
+            self._run_first_epoch = epoch + 1
+            self._run_losses = []
         try:
             while not self._stop.is_set():
                 loss, params, optimizer = self._epoch(features, onehot, params, optimizer)
@@ -155,11 +184,21 @@ class Trainer:
                 self._latest.set(HeadState(params, optimizer, epoch))
                 with self._losses_lock:
                     self.losses.append(loss)
+                    self._run_losses.append(loss)
+                    if len(self._run_losses) > 2 * RUN_HISTORY:
+                        dropped = len(self._run_losses) - RUN_HISTORY
+                        del self._run_losses[:dropped]
+                        self._run_first_epoch += dropped
                 self._report(epoch, loss, len(features))
                 if self._clock.monotonic() - last_save >= self.save_every_seconds:
                     self.save()
                     last_save = self._clock.monotonic()
+                run_losses = [*run_losses[-2 * SETTLED_SPAN + 1 :], loss]
                 if self.max_epochs is not None and epoch >= self.max_epochs:
+                    self.finish_reason = "max_epochs"
+                elif self.stop_when_settled and loss_settled(run_losses, SETTLED_SPAN):
+                    self.finish_reason = "loss settled"
+                if self.finish_reason is not None:
                     finished = True
                     break
         finally:

@@ -55,11 +55,39 @@ class WearableButtons:
         on_mode: Callable[[], object],
         on_class: Callable[[], object],
         on_start_stop: Callable[[], object],
+        *,
+        on_class_held: Callable[[], object] | None = None,
+        hold_seconds: float = 1.5,
     ) -> None:
-        """Run the callables on presses (in gpiozero's callback thread); exceptions are logged."""
+        """Run the callables on presses (in gpiozero's callback thread); exceptions are logged.
+
+        With *on_class_held*, holding the class button *hold_seconds* runs it instead of
+        *on_class*, which then runs on the release of a short press (it cannot know sooner
+        that the press is short)."""
         self.mode_button.when_pressed = _logged(on_mode, "mode button")
-        self.class_button.when_pressed = _logged(on_class, "class button")
         self.start_button.when_pressed = _logged(on_start_stop, "start/stop button")
+        if on_class_held is None:
+            self.class_button.when_pressed = _logged(on_class, "class button")
+            return
+        held = threading.Event()
+        short = _logged(on_class, "class button")
+        long = _logged(on_class_held, "class button (held)")
+
+        def pressed() -> None:
+            held.clear()
+
+        def hold() -> None:
+            held.set()
+            long()
+
+        def released() -> None:
+            if not held.is_set():
+                short()
+
+        self.class_button.hold_time = hold_seconds
+        self.class_button.when_pressed = pressed
+        self.class_button.when_held = hold
+        self.class_button.when_released = released
 
     def close(self) -> None:
         for button in self._buttons:

@@ -23,6 +23,7 @@ CONFIG_DIR=/etc/odar
 CONFIG=$CONFIG_DIR/odar.yaml
 STATE_DIR=/var/lib/odar
 UNIT_PATH=/etc/systemd/system/odar.service
+CATALOG_PATH=/usr/lib/systemd/catalog/odar.catalog
 USER_NAME=odar
 DEVICE_GROUPS=(i2c gpio)
 # At 100 kHz one 6-axis FIFO sample (12 bytes, 9 bit-times each) costs about 108 us of bus
@@ -247,6 +248,11 @@ install_files() {
     fi
 
     install -m 0644 "$source_dir/etc/odar.service" "$UNIT_PATH"
+    # `journalctl -x` explains odar's main events (MESSAGE_IDs in daemon/message_ids.py).
+    install -D -m 0644 "$source_dir/etc/odar.catalog" "$CATALOG_PATH"
+    if command -v journalctl >/dev/null; then
+        journalctl --update-catalog 2>/dev/null || say "warning: journalctl --update-catalog failed"
+    fi
 }
 
 enable_service() {
@@ -294,7 +300,7 @@ uninstall_all() {
     elif command -v systemctl >/dev/null; then
         systemctl disable --quiet odar.service 2>/dev/null || true
     fi
-    rm -f /etc/systemd/system/multi-user.target.wants/odar.service "$UNIT_PATH"
+    rm -f /etc/systemd/system/multi-user.target.wants/odar.service "$UNIT_PATH" "$CATALOG_PATH"
     systemd_running && systemctl daemon-reload
     rm -rf "$PREFIX"
     say "removed the service and $PREFIX"

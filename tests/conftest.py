@@ -87,8 +87,13 @@ class ConfigWriter:
                 "emulated": {"scenario": "scenario.yaml", "speed": TEST_SPEED, "seed": 11},
             },
             "inference": {"hop_samples": TEST_HOP},
-            "training": {"save_every_seconds": 30},
-            "paths": {"artifacts_dir": str(self.artifacts_dir), "state_dir": str(state_dir)},
+            # Tests stop training with the button; test_service's settled test overrides this.
+            "training": {"save_every_seconds": 30, "stop_when": "never"},
+            "paths": {
+                "artifacts_dir": str(self.artifacts_dir),
+                "state_dir": str(state_dir),
+                "runtime_dir": str(state_dir.parent / "run"),
+            },
             "logging": {"loss_lines_per_second": 1000, "probability_lines_per_second": 1000},
             "runtime": {"num_threads": 1},
         }
@@ -138,7 +143,8 @@ class Watcher(Observer):
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        #: Patterns the motor was given to confirm presses (not the detection pulses).
+        #: Patterns the motor was given to confirm presses, and the ones no press asked for
+        #: (finished, sample removed); not the detection pulses.
         self.patterns: list[Pattern] = []
         self.inferences: list[Inferred] = []
         #: (first timestamp, last timestamp, samples, gap) of every block with samples.
@@ -163,6 +169,10 @@ class Watcher(Observer):
     def inferred(self, inferred: Inferred) -> None:
         with self.lock:
             self.inferences.append(inferred)
+
+    def played(self, pattern: Pattern) -> None:
+        with self.lock:
+            self.patterns.append(pattern)
 
 
 @dataclass

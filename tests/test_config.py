@@ -69,7 +69,17 @@ def test_empty_file_gives_defaults_and_state_directory_from_systemd(tmp_path):
 def test_explicit_state_dir_wins_over_the_environment_and_relative_paths_follow_the_file(tmp_path):
     text = "paths:\n  state_dir: state\n  artifacts_dir: /opt/odar/artifacts\n"
     config = load_config(write(tmp_path, text), environ={"STATE_DIRECTORY": "/elsewhere"})
-    assert config.paths == PathsConfig(Path("/opt/odar/artifacts"), tmp_path / "state")
+    assert config.paths == PathsConfig(
+        Path("/opt/odar/artifacts"), tmp_path / "state", Path("/run/odar")
+    )
+
+
+def test_runtime_directory_from_systemd_else_run_odar(tmp_path):
+    path = write(tmp_path, "")
+    assert load_config(path, environ={"RUNTIME_DIRECTORY": "/run/x:/y"}).runtime_dir == Path(
+        "/run/x"
+    )
+    assert load_config(path, environ={}).runtime_dir == Path("/run/odar")
 
 
 def test_sensor_section_builds_sensor_settings(tmp_path):
@@ -90,7 +100,16 @@ def test_sensor_section_builds_sensor_settings(tmp_path):
         ("sensor: {address: 0x50}", "sensor.address: 0x50"),
         ("sensor: {backend: fake}", "sensor.backend: 'fake' is not one of ['real', 'emulated']"),
         ("sensor: {emulated: {speed: 0}}", "sensor.emulated.speed: 0.0 is outside"),
-        ("pins: {led: 40}", "pins.led: 40 is outside 0-27"),
+        ("pins: {led: 40}", "pins.led: 40 is not a GPIO of the 40-pin header"),
+        ("pins: {led: GPIO28}", "pins.led: 'GPIO28' is not a GPIO of the 40-pin header"),
+        ("pins: {led: BOARD6}", "pins.led: 'BOARD6' is not a GPIO of the 40-pin header"),
+        ("pins: {mode_button: 2}", "pins.mode_button: 2 is GPIO2, the sensor's I2C SDA"),
+        ("pins: {motor: GPIO3}", "pins.motor: 'GPIO3' is GPIO3, the sensor's I2C SCL"),
+        ("pins: {motor: BOARD11}", "pins.motor: 17 is already used by pins.mode_button"),
+        ("pins: {led: true}", "pins.led: True is not a pin"),
+        ("classes: {names: sitting}", "classes.names: 'sitting' is not a list of names"),
+        ("classes: {names: [a, a]}", "classes.names: the names ['a', 'a'] are not all different"),
+        ("classes: {names: [a, '']}", "classes.names: '' is not a non-empty string"),
         ("pins: {motor: 17}", "pins.motor: 17 is already used by pins.mode_button"),
         ("pins: {led: 22}", "pins.led: 22 is already used by pins.start_button"),
         ("inference: {threshold: 1.5}", "inference.threshold: 1.5 is outside"),
@@ -181,3 +200,15 @@ def test_any_text_gives_a_config_or_a_config_error(text):
         assert isinstance(parse_config(text, environ={}), Config)
     except ConfigError as error:
         assert str(error).startswith("<string>")
+
+
+@pytest.mark.parametrize("spelling", ["17", "GPIO17", "BCM17", "BOARD11", "gpio17", "J8:11", 17])
+def test_pins_accept_gpiozero_names_and_store_the_bcm_number(spelling):
+    config = parse_config(yaml.safe_dump({"pins": {"mode_button": spelling}}), environ={})
+    assert config.pins.mode_button == 17
+
+
+def test_class_display_names_come_from_the_config():
+    config = parse_config("classes:\n  names: [sitting, walking]\n", environ={})
+    assert config.classes.names == ("sitting", "walking")
+    assert parse_config("", environ={}).classes.names is None

@@ -12,7 +12,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from odar.harness.demo import DEMO_CONFIG, SITTING_PULSE_LIMIT, WALKING_PULSE_TARGET, render
+from odar.harness.data import DEMO_CONFIG, SCENARIOS_DIR
+from odar.harness.demo import SITTING_PULSE_LIMIT, WALKING_PULSE_TARGET, render
 
 DEMO_WALL_LIMIT = 600
 #: About 30-40 s of wall time: `-m "not slow"` leaves it out of a quick run.
@@ -25,7 +26,7 @@ def demo_summary(tmp_path_factory, artifacts_dir) -> dict:
     directory = tmp_path_factory.mktemp("demo")
     document = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
     document["paths"]["artifacts_dir"] = str(artifacts_dir)
-    document["sensor"]["emulated"]["scenario"] = str(REPO / "etc" / "scenarios" / "demo.yaml")
+    document["sensor"]["emulated"]["scenario"] = str(SCENARIOS_DIR / "demo.yaml")
     config = directory / "demo.yaml"
     config.write_text(yaml.safe_dump(document), encoding="utf-8")
     result = subprocess.run(

@@ -28,13 +28,14 @@ from odar import param_store, sample_store
 from odar.config import Config, load_config, parse_config
 from odar.controls import Mode, decode_controls_state
 from odar.errors import ConfigError, OdarError, StateError
+from odar.harness.data import SCENARIOS_DIR
 from odar.harness.scenario import Scenario, ScenarioError, load_scenario
 from odar.param_store import HeadState, ParamStore, decode_head_state, encode_head_state
 from odar.sample_store import SampleStore, StoreLayout, parse_header
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = (REPO / "etc" / "odar.yaml").read_text()
-DEMO_SCENARIO = (REPO / "etc" / "scenarios" / "demo.yaml").read_text()
+DEMO_SCENARIO = (SCENARIOS_DIR / "demo.yaml").read_text()
 MANIFEST = "c" * 64
 LAYOUT = StoreLayout(MANIFEST, num_classes=3, feature_size=4, window_shape=(8, 6))
 _U32 = struct.Struct("<I")

@@ -9,7 +9,9 @@ import pytest
 from odar.controls import Event, EventKind, Mode, Refusal
 from odar.drivers.gpio import VibrationMotor
 from odar.haptics import (
+    FINISHED,
     REFUSED,
+    SAMPLE_REMOVED,
     STARTED,
     STOPPED,
     TICK,
@@ -29,6 +31,8 @@ def every_confirmation(num_classes: int) -> list[Pattern]:
         STOPPED,
         REFUSED,
         STOPPED.then(mode_pattern(Mode.TRAIN)),
+        FINISHED,
+        SAMPLE_REMOVED,
     ]
 
 

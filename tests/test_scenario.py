@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO
 
 from odar.controls import Mode
 from odar.drivers.emulated.clock import VirtualClock
 from odar.drivers.emulated.motion import Wearer
 from odar.drivers.gpio import WearableButtons
 from odar.errors import ConfigError
+from odar.harness.data import SCENARIOS_DIR
 from odar.harness.scenario import (
     Faults,
     ScenarioError,
@@ -36,7 +36,7 @@ def write_scenario(directory: Path, document: object, name: str = "s.yaml") -> P
 
 
 def test_the_demo_scenario_loads():
-    scenario = load_scenario(REPO / "etc" / "scenarios" / "demo.yaml")
+    scenario = load_scenario(SCENARIOS_DIR / "demo.yaml")
     assert (scenario.placement, scenario.seed) == ("wrist", 7)
     kinds = [step.kind for step in scenario.steps]
     assert kinds[0] == "activity" and scenario.steps[-1].value == "stop"
@@ -79,7 +79,7 @@ def test_scenarios_resolve_as_paths_beside_the_config_or_built_in(tmp_path):
     assert resolve_scenario("mine.yaml", tmp_path) == beside
     assert resolve_scenario(str(beside), Path("/")) == beside
     assert resolve_scenario("walk", tmp_path) == named
-    assert resolve_scenario("demo", tmp_path) == REPO / "etc" / "scenarios" / "demo.yaml"
+    assert resolve_scenario("demo", tmp_path) == SCENARIOS_DIR / "demo.yaml"
     with pytest.raises(ScenarioError, match=r"sensor\.emulated\.scenario: 'nowhere'"):
         resolve_scenario("nowhere", tmp_path)
 

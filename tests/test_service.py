@@ -524,3 +524,29 @@ def test_odar_run_speaks_sd_notify_reloads_on_sighup_and_saves_on_sigterm(
         if "training stopped at epoch " in line
     )
     assert saved.epoch == last_epoch
+
+
+def test_training_stops_by_itself_when_the_loss_settles_and_says_so(
+    start_daemon, config_writer, caplog
+):
+    from odar import message_ids
+    from odar.haptics import FINISHED
+
+    running = start_daemon(config_writer.write({"training": {"stop_when": "settled"}}))
+    collect_both_classes(running)
+    while running.daemon.controls.mode is not Mode.TRAIN:
+        running.press("mode")
+    with caplog.at_level(logging.INFO, logger="odar"):
+        running.press("start")
+        wait_until(lambda: FINISHED in running.patterns, "the finished pattern")
+    status = running.daemon.status()
+    assert not status.running and status.mode is Mode.TRAIN
+    assert status.loss_settled
+    saved = running.daemon.param_store.load()
+    assert saved is not None and saved.epoch == status.epoch
+    finished = [
+        r for r in caplog.records if getattr(r, "MESSAGE_ID", None) == message_ids.TRAINING_FINISHED
+    ]
+    assert len(finished) == 1
+    assert "loss settled" in finished[0].getMessage()
+    assert running.stop() == 0

@@ -14,7 +14,7 @@ from odar.engine import Engine
 from odar.journal import RateLimiter
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore, StoreLayout
-from odar.trainer import LatestHead, Trainer
+from odar.trainer import LatestHead, Trainer, loss_settled
 
 PER_CLASS = 12
 
@@ -201,6 +201,20 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert epochs[0].startswith("epoch 1: loss ")
     assert len(epochs) == 2 and "epochs not shown)" in epochs[1]
+
+
+def test_stop_when_settled_ends_the_run_by_itself_and_saves(engine, samples, param_store):
+    finished = threading.Event()
+    latest = fresh_head(engine)
+    trainer = make_trainer(
+        engine, samples, latest, param_store, stop_when_settled=True, on_finished=finished.set
+    )
+    trainer.start()
+    wait_until(finished.is_set, "training to finish by itself")
+    assert trainer.finish_reason == "loss settled"
+    assert loss_settled(trainer.losses)
+    saved = param_store.load()
+    assert saved is not None and saved.epoch == latest.get().epoch
 
 
 def test_training_loads_features_only_never_the_raw_windows(engine, samples, param_store):

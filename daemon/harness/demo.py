@@ -1,9 +1,10 @@
 """``odar demo``: the daemon itself on the emulated wearable, driven by a scripted session.
 
-The scenario (``etc/scenarios/demo.yaml``) presses the real gpiozero buttons on the mock pin
-factory: collect Class A while the wearer sits, Class B while they walk, train until the loss
-settles, then infer across alternating activities. The summary counts, per true activity of
-the emulated wearer, the windows inferred and the motor pulses.
+The scenario (``daemon/harness/data/scenarios/demo.yaml``, shipped in the package) presses
+the real gpiozero buttons on the mock pin factory: collect Class A while the wearer sits,
+Class B while they walk, train until the loss settles, then infer across alternating
+activities. The summary counts, per true activity of the emulated wearer, the windows
+inferred and the motor pulses.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from odar.config import load_config
+from odar.harness.data import DEMO_CONFIG, with_artifacts
 from odar.harness.emulated_wearable import EmulatedWearable
 from odar.harness.scenario import SwitchableMotion
 from odar.journal import setup_logging
 from odar.service import Daemon, Inferred, Observer
 
-ETC = Path(__file__).resolve().parents[2] / "etc"
-DEMO_CONFIG = ETC / "demo.yaml"
 #: Target of the demo: the motor fires on nearly every walking window, hardly ever sitting.
 WALKING_PULSE_TARGET = 0.90
 SITTING_PULSE_LIMIT = 0.05
@@ -33,7 +33,16 @@ SITTING_PULSE_LIMIT = 0.05
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="end with one JSON summary")
-    parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="demo configuration")
+    parser.add_argument(
+        "--config", type=Path, default=DEMO_CONFIG, help="demo configuration (the shipped one)"
+    )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=None,
+        help="the artifacts directory (default: the config's if present, else the installed "
+        "ones named by /etc/odar/odar.yaml, else /opt/odar/artifacts)",
+    )
     parser.add_argument(
         "--state-dir",
         type=Path,
@@ -66,7 +75,7 @@ class DemoRecorder(Observer):
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("warning" if args.quiet else "info")
-    config = load_config(args.config)
+    config = with_artifacts(load_config(args.config), args.artifacts)
     emulated = config.sensor.emulated
     if args.speed is not None:
         emulated = dataclasses.replace(emulated, speed=args.speed)

@@ -9,6 +9,7 @@ A scenario file (YAML) is a wearer and a list of steps, run in virtual time::
       - until: {collected: 30}     # until 30 samples of the selected class are stored
       - press: start               # stop
       - until: {loss_settled: true, timeout: 600}
+      - until: {stopped: true}     # until the run is over (training that stops by itself)
       - wait: 20                   # virtual seconds
       - disconnect: 2              # the sensor's wire comes loose for 2 s
       - stall: 600                 # the I2C bus hangs for 600 s (the watchdog's business)
@@ -34,6 +35,7 @@ import yaml
 from odar.drivers.clock import Clock
 from odar.drivers.emulated.motion import ACTIVITIES, PLACEMENTS, ActivityStream, Wearer
 from odar.errors import ConfigError
+from odar.harness.data import SCENARIOS_DIR
 from odar.journal import log_event
 from odar.service import Status
 
@@ -74,7 +76,7 @@ def resolve_scenario(name_or_path: str, config_dir: Path) -> Path:
         candidates += [
             config_dir / given,
             config_dir / "scenarios" / f"{name_or_path}.yaml",
-            Path(__file__).resolve().parents[2] / "etc" / "scenarios" / f"{name_or_path}.yaml",
+            SCENARIOS_DIR / f"{name_or_path}.yaml",
         ]
     for candidate in candidates:
         if candidate.is_file():
@@ -154,7 +156,7 @@ def _is_seconds(value: object) -> bool:
 
 
 def _until(where: str, value: object) -> Step:
-    conditions = ("collected", "epochs", "loss_settled")
+    conditions = ("collected", "epochs", "loss_settled", "stopped")
     if not isinstance(value, dict):
         raise ScenarioError(f"{where}: until: expected a mapping, got {value!r}")
     timeout = value.get("timeout", 600)
@@ -164,9 +166,9 @@ def _until(where: str, value: object) -> Step:
     if not _is_seconds(timeout) or timeout <= 0:
         raise ScenarioError(f"{where}: until.timeout: {timeout!r} is not seconds > 0")
     condition, target = chosen[0], value[chosen[0]]
-    if condition == "loss_settled":
+    if condition in ("loss_settled", "stopped"):
         if not isinstance(target, bool):
-            raise ScenarioError(f"{where}: until.loss_settled: {target!r} is not true or false")
+            raise ScenarioError(f"{where}: until.{condition}: {target!r} is not true or false")
     elif not isinstance(target, int) or isinstance(target, bool) or target < 0:
         raise ScenarioError(f"{where}: until.{condition}: {target!r} is not a whole number >= 0")
     return Step("until", (condition, target), float(timeout))
@@ -316,6 +318,8 @@ class ScenarioPlayer:
             "collected": lambda status: status.selected_count >= int(target),
             "epochs": lambda status: status.epoch >= int(target),
             "loss_settled": lambda status: status.loss_settled == bool(target),
+            # Training that stops by itself: the run is over.
+            "stopped": lambda status: (not status.running) == bool(target),
         }
         deadline = self._clock.monotonic() + (step.timeout or 0.0)
         while not checks[condition](self._daemon.status()):

@@ -24,7 +24,8 @@ import numpy as np
 import yaml
 
 from odar.config import Config, load_config
-from odar.harness.demo import DEMO_CONFIG, DemoRecorder
+from odar.harness.data import DEMO_CONFIG, with_artifacts
+from odar.harness.demo import DemoRecorder
 from odar.harness.emulated_wearable import EmulatedWearable
 from odar.harness.scenario import SwitchableMotion
 from odar.journal import setup_logging
@@ -88,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=DEMO_CONFIG,
         help="configuration whose artifacts and sensor settings are used (default: the demo's)",
+    )
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=None,
+        help="the artifacts directory (default: the config's if present, else the installed "
+        "ones named by /etc/odar/odar.yaml, else /opt/odar/artifacts)",
     )
     parser.add_argument("--speed", type=float, default=10.0, help="virtual seconds per second")
     parser.add_argument(
@@ -269,7 +277,9 @@ def bench_config(base: Config, scenario: Path, state_dir: Path, speed: float, se
     )
     sensor = dataclasses.replace(base.sensor, backend="emulated", emulated=emulated)
     paths = dataclasses.replace(base.paths, state_dir=state_dir)
-    return dataclasses.replace(base, sensor=sensor, paths=paths)
+    # The bench trains a fixed number of epochs and stops with the button.
+    training = dataclasses.replace(base.training, stop_when="never")
+    return dataclasses.replace(base, sensor=sensor, paths=paths, training=training)
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -283,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
             "odar bench daemon: --speed and --infer-seconds must be > 0, "
             f"--idle-seconds > {3 * BASELINE_MARGIN:g}"
         )
-    base = load_config(args.config)
+    base = with_artifacts(load_config(args.config), args.artifacts)
     with tempfile.TemporaryDirectory(prefix="odar-bench-") as scratch:
         scenario = Path(scratch) / "bench.yaml"
         scenario.write_text(

@@ -15,6 +15,7 @@ says the base was pretrained on.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib.util
 import itertools
 import json
@@ -27,13 +28,13 @@ import numpy as np
 
 from odar.bottleneck import Bottleneck
 from odar.drivers.emulated.motion import ACTIVITIES
-from odar.errors import ConfigError
+from odar.errors import ConfigError, NotInstalledError
+from odar.harness.data import find_artifacts
 from odar.head import Head
 from odar.manifest import load_manifest
 from odar.trainer import loss_settled
 
 ROOT = Path(__file__).resolve().parents[3]
-DEFAULT_ARTIFACTS = ROOT / "artifacts"
 DEFAULT_SEED_HEAD = ROOT / "artifacts" / "seed-head"
 BUILDER = ROOT / "scripts" / "artifact_builder"
 
@@ -55,7 +56,12 @@ TARGET = 0.95
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS)
+    parser.add_argument(
+        "--artifacts",
+        type=Path,
+        default=None,
+        help="the artifacts to measure (default: the checkout's, else the installed ones)",
+    )
     parser.add_argument(
         "--seed-head",
         type=Path,
@@ -89,8 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="1 draw, 3 activities a data set, 8 test windows (a check that it runs)",
     )
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="threads the TFLite interpreters may use"
+    )
+    parser.add_argument("--seed", type=int, default=7, help="seed of the random draws")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -126,8 +134,10 @@ def _builder_module(name: str) -> ModuleType:
     """A numpy-only module of the artifact builder, loaded by path (scripts/ is no package)."""
     path = BUILDER / f"{name}.py"
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: the artifact builder's {name} module (run from a checkout)"
+        raise NotInstalledError(
+            errno.ENOENT,
+            f"{path}: the artifact builder's {name} module is not installed with odar; run "
+            "odar bench fewshot from a checkout",
         )
     spec = importlib.util.spec_from_file_location(f"odar_bench_{name}", path)
     if spec is None or spec.loader is None:
@@ -309,6 +319,8 @@ def _pairs(count: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.artifacts is None:
+        args.artifacts = find_artifacts()
     _apply_quick(args)
     activities = tuple(args.activities)
     seen = [a for a in activities if a not in UNSEEN_ACTIVITIES]

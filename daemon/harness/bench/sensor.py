@@ -505,7 +505,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["still", *sorted(ACTIVITIES)],
         help="what the emulated wearer does ('still' is cheapest to emulate)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the emulated wearer")
     parser.add_argument(
         "--disconnects", type=int, default=0, help="also run N loose-wire disconnects"
     )
