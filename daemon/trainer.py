@@ -116,6 +116,11 @@ class Trainer:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def recent_losses(self, count: int) -> tuple[float, ...]:
+        """The last *count* epoch losses of this process's runs, oldest first."""
+        with self._losses_lock:
+            return tuple(self.losses[-count:])
+
     def loss_settled(self, span: int = 20, tolerance: float = 0.02) -> bool:
         """See :func:`loss_settled`; over this process's epochs."""
         with self._losses_lock:
