@@ -50,7 +50,7 @@ from odar.sample_store import SampleStore, StoreLayout
 from odar.signals import SignalRequests
 from odar.state_dir import StateDirectory
 from odar.status_report import StatusReport
-from odar.trainer import LatestHead, Trainer
+from odar.trainer import LatestHead, Trainer, loss_settled
 from odar.wearable import Wearable, open_real_wearable
 from odar.windows import Window, WindowCutter
 
@@ -65,6 +65,8 @@ FIRST_DATA_TIMEOUT = 20.0
 PARAMS_FILE = "head.params"
 SAMPLES_FILE = "samples.odar"
 CONTROLS_FILE = "controls.json"
+#: Epoch losses a Status carries: the two spans loss_settled compares.
+RECENT_LOSSES = 40
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,8 @@ class Status:
     #: Samples stored per class, by class index.
     counts: tuple[int, ...]
     epoch: int
-    loss: float | None
-    loss_settled: bool
+    #: This process's last epoch losses, oldest first: enough for :attr:`loss_settled`.
+    recent_losses: tuple[float, ...]
     #: READY=1 has been sent.
     ready: bool
     #: The orderly shutdown has begun.
@@ -120,6 +122,15 @@ class Status:
     def selected_count(self) -> int:
         """Samples stored of the selected class."""
         return self.counts[self.class_index]
+
+    @property
+    def loss(self) -> float | None:
+        return self.recent_losses[-1] if self.recent_losses else None
+
+    @property
+    def loss_settled(self) -> bool:
+        """Whether a person would stop training now (:func:`odar.trainer.loss_settled`)."""
+        return loss_settled(self.recent_losses)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -538,6 +549,11 @@ class Daemon:
         """What SIGTERM does: an orderly stop."""
         self.signals.request_stop()
 
+    @property
+    def stopping(self) -> bool:
+        """The orderly shutdown has begun (``status().stopping``, without the snapshot)."""
+        return self._stopping
+
     # ------------------------------------------------------------------ status, reload
 
     def status(self) -> Status:
@@ -548,8 +564,7 @@ class Daemon:
             class_index=controls.class_index,
             counts=self.samples.counts(),
             epoch=self.latest.get().epoch,
-            loss=self.trainer.last_loss,
-            loss_settled=self.trainer.loss_settled(),
+            recent_losses=self.trainer.recent_losses(RECENT_LOSSES),
             ready=self.ready_at is not None,
             stopping=self._stopping,
         )

@@ -138,6 +138,11 @@ class Trainer:
         with self._losses_lock:
             return self._run_first_epoch, list(self._run_losses)
 
+    def recent_losses(self, count: int) -> tuple[float, ...]:
+        """The last *count* epoch losses of this process's runs, oldest first."""
+        with self._losses_lock:
+            return tuple(self.losses[-count:])
+
     def loss_settled(self, span: int = 20, tolerance: float = 0.02) -> bool:
         """See :func:`loss_settled`; over this process's epochs."""
         with self._losses_lock:

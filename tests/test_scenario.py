@@ -113,6 +113,7 @@ class Probe:
         self._clock = clock
         self.stop_requests = 0
         self.settled = False
+        self.stopping = False
 
     def status(self) -> Status:
         now = self._clock.monotonic()
@@ -122,8 +123,7 @@ class Probe:
             class_index=1,
             counts=(0, int(now)),
             epoch=int(10 * now),
-            loss=None,
-            loss_settled=self.settled,
+            recent_losses=(1e-4,) if self.settled else (),  # a loss of ~0 has settled
             ready=True,
             stopping=False,
         )

@@ -221,6 +221,8 @@ class DaemonView(Protocol):
     """What a scenario asks of the daemon it drives (:class:`odar.service.Daemon` has it)."""
 
     def status(self) -> Status: ...
+    @property
+    def stopping(self) -> bool: ...
     def request_stop(self) -> None: ...
 
 
@@ -262,7 +264,7 @@ class ScenarioPlayer:
         self._cancel.set()
 
     def _ended(self) -> bool:
-        return self._cancel.is_set() or self._daemon.status().stopping
+        return self._cancel.is_set() or self._daemon.stopping
 
     def _sleep(self, seconds: float) -> None:
         end = self._clock.monotonic() + seconds
