@@ -26,7 +26,7 @@ from odar.collector import Collector
 from odar.config import Config, load_config
 from odar.controls import Controls, Event, EventKind, Mode
 from odar.detector import Detection, Detector
-from odar.drivers.mpu6050 import nearest_sample_rate
+from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, StateWriteError
 from odar.haptics import detection_pattern, pattern_for
@@ -36,6 +36,7 @@ from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_store import SampleStore, StoreLayout
 from odar.scenario import Faults, ScenarioPlayer
+from odar.sensor_reader import SensorReader
 from odar.signals import SignalRequests
 from odar.trainer import LatestHead, Trainer
 from odar.wearable import Wearable, open_wearable
@@ -241,17 +242,20 @@ class Daemon:
         clock = self.wearable.clock
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
+
+        def ping(block: SensorBlock) -> None:
+            nonlocal next_ping
+            if watchdog_every is not None and (len(block) or sensor.recovering):
+                now = time.monotonic()
+                if now >= next_ping:
+                    self.notifier.watchdog()
+                    next_ping = now + watchdog_every
+
+        reader = SensorReader(
+            sensor, self.ring, clock, window_end_seq=self.cutter.next_window_end_seq
+        )
         try:
-            while not self._halt.is_set():
-                block = sensor.read()
-                if len(block) or block.gap:
-                    self.ring.append(block)
-                if watchdog_every is not None and (len(block) or sensor.recovering):
-                    now = time.monotonic()
-                    if now >= next_ping:
-                        self.notifier.watchdog()
-                        next_ping = now + watchdog_every
-                clock.sleep(sensor.poll_interval_s)
+            reader.run(self._halt, ping)
         except Exception as error:
             _log.exception("the sensor loop failed")
             self._fail(f"sensor loop: {error}")

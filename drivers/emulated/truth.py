@@ -8,8 +8,6 @@ sample the chip took, an unsettled one matches a sample the truth marks unsettle
 
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,23 +51,17 @@ def compare_with_truth(
     times, raw, settled = truth.arrays()
     raw = np.ascontiguousarray(raw, dtype=np.int16)
     delivered_raw = np.ascontiguousarray(delivered_raw, dtype=np.int16)
-    where: dict[bytes, list[int]] = defaultdict(list)
-    for index, key in enumerate(raw.view(np.dtype((np.void, 12))).ravel()):
-        where[key.tobytes()].append(index)
-    m = delivered_raw.shape[0]
+    m, n = delivered_raw.shape[0], raw.shape[0]
     matched = np.full(m, -1, dtype=np.int64)
-    keys = delivered_raw.view(np.dtype((np.void, 12))).ravel()
     next_truth = 0
     i = 0
-    while i < m:
-        candidates = where.get(keys[i].tobytes(), [])
-        position = bisect.bisect_left(candidates, next_truth)
-        if position == len(candidates):
-            i += 1
+    while i < m and next_truth < n:
+        start = _find(raw, delivered_raw[i], next_truth)
+        if start < 0:
+            i += 1  # taken by no one: bytes of two frames, or garbage
             continue
-        start = candidates[position]
-        # Fast path: the rest of a continuous stretch matches the truth row for row.
-        run = min(m - i, raw.shape[0] - start)
+        # A continuous stretch matches the truth row for row.
+        run = min(m - i, n - start)
         same = np.all(delivered_raw[i : i + run] == raw[start : start + run], axis=1)
         length = run if same.all() else int(np.argmin(same))
         matched[i : i + length] = np.arange(start, start + length)
@@ -81,6 +73,16 @@ def compare_with_truth(
     span = int(hits[-1] - hits[0] + 1) if hits.size else 0
     time_error = delivered_times[matched >= 0] - times[hits]
     return TruthComparison(matched, settling, span - int(hits.size), time_error)
+
+
+def _find(raw: np.ndarray, row: np.ndarray, start: int, chunk: int = 65536) -> int:
+    """Index of the first truth row equal to ``row`` at or after ``start``, or -1."""
+    while start < raw.shape[0]:
+        equal = np.flatnonzero(np.all(raw[start : start + chunk] == row, axis=1))
+        if equal.size:
+            return start + int(equal[0])
+        start += chunk
+    return -1
 
 
 def to_raw(samples: np.ndarray, scale: np.ndarray) -> np.ndarray:
