@@ -10,13 +10,15 @@ chip 5 % fast or one read 10 ms late overflowed it. Here reads are planned on th
   ended; a late read is followed by the next planned one, never by a burst of catch-up reads;
 * window ends: when the next window's last sample is due (from the ring's sequence numbers,
   the last timestamp and the chip's measured rate), a read comes ``WINDOW_READ_MARGIN_S`` plus
-  half a period after it, reading the count first (``exact``) so that sample is in it; a
-  combined read ``PRE_READ_SAMPLES`` before that keeps the window-end read short on the bus.
-  The window is then cut soon after its last sample, without more wake-ups than the grid.
+  half a period after it, reading the count first (``exact``) so that sample is in it. The
+  grid before it is spaced evenly (never wider than the fill target) so that its last read
+  falls ``PRE_READ_SAMPLES`` before the window's end, keeping the window-end read short on
+  the bus. The window is then cut soon after its last sample, with one extra wake-up a hop.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,23 +88,20 @@ class SensorReader:
 
     def plan(self, now: float) -> PlannedRead:
         """The next read after a read that ended at ``now``."""
-        grid = PlannedRead(max(self._grid_from + self.sensor.poll_interval_s, now), False, "grid")
+        interval = self.sensor.poll_interval_s
+        grid = PlannedRead(max(self._grid_from + interval, now), False, "grid")
         window_read = self._window_read_at()
-        if window_read is None or window_read > grid.at + self.sensor.poll_interval_s:
+        if window_read is None:
             return grid
-        rate = self.sensor.measured_rate_hz
-        pre_read = window_read - PRE_READ_SAMPLES / rate
-        if window_read <= grid.at:
-            # Read the window's end; first a short read before it if much has gathered.
-            if (window_read - self._last_read_at) * rate > 2 * PRE_READ_SAMPLES and (
-                pre_read > now + MIN_READ_SPACING_S
-            ):
-                return PlannedRead(pre_read, False, "pre-read")
+        pre_read = window_read - PRE_READ_SAMPLES / self.sensor.measured_rate_hz
+        ahead = pre_read - self._grid_from
+        if ahead < MIN_READ_SPACING_S:
+            # The pre-read (or a grid read) was just done: now the window's end itself.
             return PlannedRead(max(window_read, now), True, "window")
-        if grid.at > pre_read - MIN_READ_SPACING_S:
-            # The grid read would fall just before the window's end: make it the pre-read.
-            return PlannedRead(max(pre_read, now), False, "pre-read")
-        return grid
+        # Space the grid evenly so that its last read before the window is the pre-read.
+        reads = math.ceil(ahead / interval - 1e-9)
+        at = max(self._grid_from + ahead / reads, now)
+        return PlannedRead(at, False, "pre-read" if reads == 1 else "grid")
 
     def _window_read_at(self) -> float | None:
         if self.window_end_seq is None:

@@ -554,7 +554,6 @@ class MPU6050:
         in_fifo = count // reg.SAMPLE_BYTES
         if in_fifo < wanted:
             # Bytes past the count were not whole frames: the stream may be misaligned.
-            self.counters.misalignments += 1
             return self._short_delivery(f"FIFO held {in_fifo} samples, {wanted} were read")
         new_frames = in_fifo - self._leftover_samples
         promised = (
@@ -623,6 +622,7 @@ class MPU6050:
         drift = self._configuration_drift()
         if drift:
             return self._reinitialise(drift)
+        self.counters.misalignments += 1
         lost = self._restart_after_loss()
         self._log.warning(
             "%s: %s; FIFO reset to keep frames aligned, about %d samples lost",
