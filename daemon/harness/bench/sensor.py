@@ -5,7 +5,7 @@ The main figures are the daemon's loop (:mod:`odar.sensor_reader`: driver -> rin
 window cutter, reads planned on the clock and aligned to window ends); ``today`` is the same
 driver read by the loop the daemon had before (sleep a poll interval after each read);
 ``baseline`` is a per-register poller. All read the same register-level emulated MPU-6050 on
-the same emulated I2C bus (``odar.sensor_rig``), in virtual time: 600 s of sensor traffic cost
+the same emulated I2C bus (``harness.sensor_rig``), in virtual time: 600 s of sensor traffic cost
 only the CPU time of the code. The chip is honest: its clock ``--chip-clock`` off, host jitter
 before transactions (``--no-jitter`` to turn off), clone parts (``--part``), silent resets
 (``--silent-reset-every``) and host stalls (``--stall-every``); it records every sample it
@@ -46,11 +46,11 @@ from odar.drivers.mpu6050 import (
     si_scale,
 )
 from odar.drivers.mpu6050_registers import FIFO_CAPACITY_SAMPLES
-from odar.drivers.register_poller import RegisterPoller
 from odar.drivers.sensor_settings import SensorSettings
+from odar.harness.bench.register_poller import RegisterPoller
+from odar.harness.sensor_rig import StillMotion, build_emulated_sensor, wearer_motion
 from odar.ring_buffer import RingBuffer
 from odar.sensor_reader import SensorReader
-from odar.sensor_rig import StillMotion, build_emulated_sensor, wearer_motion
 from odar.windows import Window, WindowCutter
 
 DEFINITIONS = {

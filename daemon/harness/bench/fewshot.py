@@ -32,7 +32,7 @@ from odar.head import Head
 from odar.manifest import load_manifest
 from odar.trainer import loss_settled
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ARTIFACTS = ROOT / "artifacts"
 DEFAULT_SEED_HEAD = ROOT / "artifacts" / "seed-head"
 BUILDER = ROOT / "scripts" / "artifact_builder"
