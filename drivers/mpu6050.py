@@ -12,10 +12,11 @@ repeats of the last byte (RM 4.31) and misalign the stream, so that guess errs l
 
 What the chip may do meanwhile, and what the driver does about it:
 
-* the FIFO overflows (a stalled host, a slow bus): FIFO_COUNT within a frame of the part's
-  FIFO size, or FIFO_OFLOW_INT in INT_STATUS (sticky until read, checked every
-  ``INT_STATUS_EVERY_S``), resets the FIFO and marks a gap: the oldest bytes went, the
-  frames' alignment with them;
+* the FIFO overflows (a stalled host, a slow bus): FIFO_COUNT at the part's FIFO size (a
+  FIFO only drops bytes when full, and stays full until read), or FIFO_OFLOW_INT in
+  INT_STATUS (sticky until read, checked every ``INT_STATUS_EVERY_S``), resets the FIFO and
+  marks a gap: the oldest bytes went, the frames' alignment with them. Where the count and
+  the data are two transactions, a count older than the FIFO's free room is read again;
 * a silent power-on reset (a brown-out beside the motor: PWR_MGMT_1 back to 0x40, asleep,
   nothing NACKs) or any configuration drift: the configuration is read back after start and
   whenever the FIFO delivers less than the clock says it should, and a mismatch re-initialises
@@ -71,8 +72,11 @@ SAFETY_SAMPLES = 1
 #: find room (a +5 % chip and host jitter of several ms at 1 kHz).
 FIFO_FILL_TARGET = 0.7
 CHIP_FAST_HEADROOM = 0.10
-#: ... but at least this often, so that a slow rate does not delay the windows.
+#: ... but at least this often, so that a slow rate does not delay the windows,
 MAX_POLL_INTERVAL_S = 0.250
+#: ... and for at most this many samples, so that no read holds the bus long (64 samples are
+#: ~17 ms at 400 kHz; a big FIFO would otherwise be read a quarter second at a time).
+MAX_READ_SAMPLES = 64
 #: FIFO_OFLOW_INT is sticky: reading INT_STATUS this often still sees every overflow.
 INT_STATUS_EVERY_S = 0.25
 #: A FIFO read that finds less than this share of the frames its clock promised since the
@@ -189,10 +193,10 @@ def nearest_sample_rate(settings: SensorSettings) -> tuple[int, float]:
 
 def poll_interval_for(rate_hz: float, fifo_bytes: int = reg.FIFO_SIZE_BYTES) -> float:
     """Seconds between FIFO reads at ``rate_hz``: the fill target of a FIFO of ``fifo_bytes``
-    for a chip CHIP_FAST_HEADROOM fast, at most MAX_POLL_INTERVAL_S."""
+    for a chip CHIP_FAST_HEADROOM fast, at most MAX_POLL_INTERVAL_S and MAX_READ_SAMPLES."""
     frames = fifo_bytes // reg.SAMPLE_BYTES
     fill_s = FIFO_FILL_TARGET * frames / (rate_hz * (1.0 + CHIP_FAST_HEADROOM))
-    return min(MAX_POLL_INTERVAL_S, fill_s)
+    return min(MAX_POLL_INTERVAL_S, fill_s, MAX_READ_SAMPLES / rate_hz)
 
 
 def bus_can_carry(settings: SensorSettings, bus_hz: int | None = None) -> tuple[bool, float]:
@@ -539,17 +543,18 @@ class MPU6050:
             count = (answer[0] << 8) | answer[1]
             payload = memoryview(answer)[2:]
         else:
-            high, low = self._read_block(reg.Register.FIFO_COUNTH, 2)
-            count = (high << 8) | low
+            count, read_at = self._fresh_count(read_at)
             wanted = min(count, self.part.fifo_bytes) // reg.SAMPLE_BYTES
             wanted = min(wanted, I2C_MAX_MESSAGE_BYTES // reg.SAMPLE_BYTES)
-            if count + reg.SAMPLE_BYTES > self.part.fifo_bytes:
+            if count >= self.part.fifo_bytes:
                 return self._overflow(f"FIFO_COUNT {count} of {self.part.fifo_bytes} bytes")
             payload = memoryview(self._fifo_data(wanted * reg.SAMPLE_BYTES))
         # The count was latched after read_at and before now: the next guess counts from now.
         self._count_known_at = self._clock.monotonic()
         self.counters.reads += 1
-        if count + reg.SAMPLE_BYTES > self.part.fifo_bytes:
+        # Bytes are dropped only from a full FIFO, and it stays full until read: a count of
+        # the FIFO's size is an overflow since the last read, a count below it is none.
+        if count >= self.part.fifo_bytes:
             return self._overflow(f"FIFO_COUNT {count} of {self.part.fifo_bytes} bytes")
         in_fifo = count // reg.SAMPLE_BYTES
         if in_fifo < wanted:
@@ -582,6 +587,20 @@ class MPU6050:
         self._delivered_until = self._last_timestamp
         self.counters.samples += wanted
         return block
+
+    def _fresh_count(self, read_at: float) -> tuple[int, float]:
+        """FIFO_COUNT, read again while the host took so long after it (a stall between two
+        transactions) that the FIFO may have filled up meanwhile: its oldest bytes, and the
+        frames' alignment, would then be gone before the data read. (count, latched after)"""
+        fast_rate = self.measured_rate_hz * (1.0 + CHIP_FAST_HEADROOM)
+        for _ in range(3):
+            high, low = self._read_block(reg.Register.FIFO_COUNTH, 2)
+            count = (high << 8) | low
+            room_s = (self.part.fifo_bytes - count) / reg.SAMPLE_BYTES / fast_rate
+            if self._clock.monotonic() - read_at < room_s:
+                break
+            read_at = self._clock.monotonic()
+        return count, read_at
 
     def _learn_rate(self, latched_at: float) -> None:
         elapsed = latched_at - self._fifo_started_at

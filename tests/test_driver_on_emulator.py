@@ -332,3 +332,22 @@ def test_the_combined_read_is_used_only_where_proven() -> None:
     kernel_way = MPU6050(bus, settings, clock=clock, read_mode="count-then-data")
     kernel_way.start()
     assert kernel_way.read_mode == "count-then-data"
+
+
+def test_a_stall_between_count_and_data_never_delivers_a_shifted_fifo() -> None:
+    from odar.harness.sensor_rig import build_emulated_sensor
+
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
+    sensor = build_emulated_sensor(
+        settings, NoisyMotion(), VirtualClock(start=100.0), record_truth=True
+    )
+    driver = MPU6050(sensor.bus, settings, clock=sensor.clock, read_mode="count-then-data")
+    driver.start()
+    blocks = stream(driver, sensor.clock, 1.0)
+    # The count's transaction is held 330 ms: the FIFO (85 ms at 1 kHz) overflows before
+    # the data read, so the count it latched no longer describes the FIFO.
+    sensor.bus.inject_stall(0.330)
+    blocks += stream(driver, sensor.clock, 1.0)
+    truth = checked(sensor, driver, blocks)
+    assert driver.counters.overflows == 1 and driver.counters.gaps == 1
+    assert not truth.misaligned.any()
