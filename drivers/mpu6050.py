@@ -262,6 +262,8 @@ class MPU6050:
         self._fifo_started_at = 0.0
         self._frames_since_start = 0
         self._measured_rate_hz: float | None = None
+        self._safe_rate_hz: float | None = None
+        self._fifo_started_after = 0.0
         self._next_int_status_at = 0.0
         # Timestamp of the last delivered sample (None: restart timestamps from the clock)
         # and the time from which undelivered samples count as lost.
@@ -493,11 +495,13 @@ class MPU6050:
         self._write_fields((reg.USER_CTRL_FIFO_EN, 0), (reg.USER_CTRL_FIFO_RESET, 1))
         self._write_fields((reg.USER_CTRL_FIFO_EN, 1))
         self._read_byte(reg.Register.INT_STATUS)  # reading clears a stale FIFO_OFLOW_INT
+        # The FIFO starts filling between these two moments.
+        self._fifo_started_after = self._clock.monotonic()
         self._write_byte(reg.Register.FIFO_EN, self._fifo_en_value())
         now = self._clock.monotonic()
+        self._fifo_started_at = 0.5 * (self._fifo_started_after + now)
         self._leftover_samples = 0
         self._count_known_at = now
-        self._fifo_started_at = now
         self._frames_since_start = 0
         self._next_int_status_at = now + INT_STATUS_EVERY_S
         self._last_timestamp = None
@@ -523,8 +527,10 @@ class MPU6050:
     # -- the FIFO read --------------------------------------------------------------------
 
     def _frames_certainly_in_fifo(self, now: float) -> int:
-        margin = RATE_MARGIN_MEASURED if self._measured_rate_hz else RATE_MARGIN_UNMEASURED
-        slow_rate = self.measured_rate_hz * (1.0 - margin)
+        if self._safe_rate_hz is not None:
+            slow_rate = self._safe_rate_hz * (1.0 - RATE_MARGIN_MEASURED)
+        else:
+            slow_rate = self._rate_hz * (1.0 - RATE_MARGIN_UNMEASURED)
         arrived = math.floor((now - self._count_known_at) * slow_rate) - SAFETY_SAMPLES
         frames = self.part.fifo_bytes // reg.SAMPLE_BYTES
         return min(frames, self._leftover_samples + max(0, arrived))
@@ -602,10 +608,17 @@ class MPU6050:
             read_at = self._clock.monotonic()
         return count, read_at
 
-    def _learn_rate(self, latched_at: float) -> None:
-        elapsed = latched_at - self._fifo_started_at
+    def _learn_rate(self, read_at: float) -> None:
+        """The chip's rate from the frames counted since the FIFO started. The count was
+        latched between read_at and _count_known_at, the FIFO started within a known span:
+        the middles give the rate (timestamps); the widest span a lower bound (the combined
+        read's guess, which must never be high, even when the host was descheduled between
+        noting the time and the transaction)."""
+        elapsed = 0.5 * (read_at + self._count_known_at) - self._fifo_started_at
         if elapsed >= RATE_LEARN_S and self._frames_since_start > 0:
             self._measured_rate_hz = self._frames_since_start / elapsed
+            widest = self._count_known_at - self._fifo_started_after
+            self._safe_rate_hz = self._frames_since_start / widest
 
     def _stamp(self, n: int, newest: float, period: float) -> np.ndarray:
         anchored = newest - (n - 1) * period + np.arange(n, dtype=np.float64) * period
