@@ -24,8 +24,6 @@ from odar.drivers.sensor_settings import SensorSettings
 from odar.errors import ConfigError, SensorSettingsError
 
 DEFAULT_STATE_DIR = Path("/var/lib/odar")
-#: BCM numbers of the 40-pin header's GPIOs.
-BCM_PINS = range(0, 28)
 
 
 def _setting(default: Any, *, low: float | None = None, high: float | None = None) -> Any:
@@ -234,7 +232,7 @@ def _convert(hint: Any, value: object, key: str, metadata: Mapping[str, Any], so
             return None
         (hint,) = options  # only "X | None" is used in the sections above
         origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, key, source)
     if origin is Literal:
         choices = typing.get_args(hint)

@@ -30,6 +30,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -133,7 +134,10 @@ def parse_header(data: bytes, source: str = "<bytes>") -> tuple[StoreLayout, int
     return layout, prefix + length + _U32.size
 
 
-def _typed(fields: dict, name: str, kind: type) -> object:
+T = TypeVar("T")
+
+
+def _typed(fields: dict[str, Any], name: str, kind: type[T]) -> T:
     value = fields[name]
     if not isinstance(value, kind) or isinstance(value, bool):
         raise TypeError(f"{name}={value!r}")
@@ -252,11 +256,6 @@ class SampleStore:
                     error.errno, f"cannot append to {self.path}: {error.strerror or error}"
                 ) from error
             self._counts[label] += 1
-
-    def sync(self) -> None:
-        with self._lock:
-            os.fsync(self._descriptor)
-            self._unsynced = 0
 
     def load(self) -> Samples:
         """Every record, as arrays (copies: safe to keep while appending goes on)."""

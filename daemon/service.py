@@ -30,7 +30,7 @@ from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, StateWriteError
-from odar.haptics import detection_pattern, pattern_for
+from odar.haptics import Pattern, detection_pattern, pattern_for
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
@@ -65,7 +65,22 @@ class Inferred:
     decided_at: float
 
 
-Observer = Callable[[Inferred], None]
+class Observer:
+    """The public hook for watching a running daemon (the demo, the benches, the tests):
+    override what you watch; each default does nothing. The calls come on the daemon's threads,
+    as the thing happens: keep them short."""
+
+    def block_read(self, block: SensorBlock) -> None:
+        """A block from the sensor (samples or a gap mark), put into the ring buffer."""
+
+    def window_cut(self, window: Window) -> None:
+        """A window cut from the ring buffer, about to be processed (whatever the mode)."""
+
+    def confirmed(self, event: Event, pattern: Pattern) -> None:
+        """A press was handled; *pattern* is what the motor was given to confirm it."""
+
+    def inferred(self, inferred: Inferred) -> None:
+        """An inferred window (Infer mode)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +147,7 @@ class Daemon:
         self.config_path = config_path
         self.wearable = wearable
         self.notifier = notifier if notifier is not None else SystemdNotifier()
-        self.observer = observer
+        self.observer = observer if observer is not None else Observer()
         self.signals = SignalRequests()
         #: Clock time when READY=1 was sent; None before.
         self.ready_at: float | None = None
@@ -237,6 +252,7 @@ class Daemon:
         self.wearable.motor.play(pattern)
         if self.wearable.led is not None:
             self.wearable.led.play(pattern)
+        self.observer.confirmed(event, pattern)
         level = logging.WARNING if event.kind is EventKind.REFUSED else logging.INFO
         log_event(
             _log,
@@ -274,8 +290,10 @@ class Daemon:
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
 
-        def ping(block: SensorBlock) -> None:
+        def after_read(block: SensorBlock) -> None:
             nonlocal next_ping
+            if len(block) or block.gap:
+                self.observer.block_read(block)
             if watchdog_every is not None and (len(block) or sensor.recovering):
                 now = time.monotonic()
                 if now >= next_ping:
@@ -286,7 +304,7 @@ class Daemon:
             sensor, self.ring, clock, window_end_seq=self.cutter.next_window_end_seq
         )
         try:
-            reader.run(self._halt, ping)
+            reader.run(self._halt, after_read)
         except Exception as error:
             _log.exception("the sensor loop failed")
             self._fail(f"sensor loop: {error}")
@@ -300,6 +318,7 @@ class Daemon:
                 window = self.cutter.next_window(timeout=0.2)
                 if window is None:
                     continue
+                self.observer.window_cut(window)
                 self._process(window)
         except Exception as error:
             _log.exception("the window loop failed")
@@ -316,8 +335,7 @@ class Daemon:
             self._publish_status()
         elif mode is Mode.INFER:
             detection = self.detector.detect(features)
-            if self.observer is not None:
-                self.observer(Inferred(window, detection, self.wearable.clock.monotonic()))
+            self.observer.inferred(Inferred(window, detection, self.wearable.clock.monotonic()))
 
     def _fail(self, reason: str) -> None:
         self._fatal = reason
