@@ -291,7 +291,10 @@ class MPU6050:
 
     @property
     def poll_interval_s(self) -> float:
-        """The longest a caller should leave between ``read()`` calls (the fill target)."""
+        """The longest a caller should leave between ``read()`` calls (the fill target);
+        0 while recovering: ``read()`` itself waits the recovery's backoff."""
+        if self._recovering:
+            return 0.0
         return poll_interval_for(self._rate_hz, self.part.fifo_bytes)
 
     @property
