@@ -89,6 +89,8 @@ class SensorReader:
     def plan(self, now: float) -> PlannedRead:
         """The next read after a read that ended at ``now``."""
         interval = self.sensor.poll_interval_s
+        if interval <= 0:  # the driver is recovering and paces itself
+            return PlannedRead(now, False, "grid")
         grid = PlannedRead(max(self._grid_from + interval, now), False, "grid")
         window_read = self._window_read_at()
         if window_read is None:

@@ -90,3 +90,16 @@ def test_each_window_end_gets_an_exact_read_just_after_its_last_sample() -> None
     np.testing.assert_allclose(np.array(window_reads) - before, PRE_READ_SAMPLES / 1000, atol=1e-9)
     # No more wake-ups than the grid and one extra per window.
     assert len(sensor.reads) <= 10.0 / 0.060 + 2 * len(window_reads) + 1
+
+
+def test_a_recovering_driver_is_read_again_at_once_it_paces_itself() -> None:
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.050)
+    ring = Ring()
+    reader = SensorReader(sensor, ring, clock, window_end_seq=lambda: 10_000)
+    reader.step()
+    sensor.poll_interval_s = 0.0  # as MPU6050 says while recovering
+    reader.step()
+    reader.step()
+    starts = [at for at, _ in sensor.reads]
+    assert starts[2] == pytest.approx(starts[1] + 0.050)  # no wait beyond the read itself
