@@ -145,7 +145,7 @@ class LoggingConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    num_threads: int = _setting(2, low=1, high=64)
+    num_threads: int = _setting(1, low=1, high=64)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_requests import RequestBox
 from odar.sample_store import SampleStore, StoreLayout
+from odar.sensor_reader import SensorReader
 from odar.signals import SignalRequests
 from odar.state_dir import StateDirectory
 from odar.status_report import StatusReport
@@ -460,22 +461,27 @@ class Daemon:
         clock = self.wearable.clock
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
+
         lost = False
+
+        def after_read(block: SensorBlock) -> None:
+            nonlocal next_ping, lost
+            if sensor.recovering != lost:
+                lost = sensor.recovering
+                self._sensor_lost_or_recovered(lost)
+            if len(block) or block.gap:
+                self.observer.block_read(block)
+            if watchdog_every is not None and (len(block) or sensor.recovering):
+                now = time.monotonic()
+                if now >= next_ping:
+                    self.notifier.watchdog()
+                    next_ping = now + watchdog_every
+
+        reader = SensorReader(
+            sensor, self.ring, clock, window_end_seq=self.cutter.next_window_end_seq
+        )
         try:
-            while not self._halt.is_set():
-                block = sensor.read()
-                if sensor.recovering != lost:
-                    lost = sensor.recovering
-                    self._sensor_lost_or_recovered(lost)
-                if len(block) or block.gap:
-                    self.ring.append(block)
-                    self.observer.block_read(block)
-                if watchdog_every is not None and (len(block) or sensor.recovering):
-                    now = time.monotonic()
-                    if now >= next_ping:
-                        self.notifier.watchdog()
-                        next_ping = now + watchdog_every
-                clock.sleep(sensor.poll_interval_s)
+            reader.run(self._halt, after_read)
         except Exception as error:
             _log.exception("the sensor loop failed")
             self._fail(f"sensor loop: {error}")

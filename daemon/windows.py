@@ -70,6 +70,21 @@ class WindowCutter:
             if not self._fetch():
                 return None
 
+    def next_window_end_seq(self) -> int | None:
+        """Ring sequence number of the next window's last raw sample, if no gap comes first.
+
+        A hint for the sensor reader's schedule, safe to call from its thread: it reads a
+        few attributes the window thread replaces, never mutates them in place.
+        """
+        run_seqs, cursor = self._run_seqs, self._cursor
+        last_model = cursor + self.window - 1
+        k = self.decimation
+        if last_model < run_seqs.shape[0]:
+            return int(run_seqs[last_model]) + k - 1
+        # Model samples past the run start at the first raw sample not yet averaged.
+        beyond = last_model - run_seqs.shape[0]
+        return self._raw_first_seq + (beyond + 1) * k - 1
+
     def next_window(self, timeout: float | None = None) -> Window | None:
         """The next window, waiting up to ``timeout`` seconds for the producer."""
         deadline = None if timeout is None else time.monotonic() + timeout

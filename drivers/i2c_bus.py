@@ -21,6 +21,14 @@ class I2CBus(Protocol):
         """One register's byte."""
         ...
 
+    def read_i2c_block_data(self, i2c_addr: int, register: int, length: int, /) -> list[int]:
+        """``length`` bytes (at most 32) from ``register`` on, auto-incrementing."""
+        ...
+
+    def write_i2c_block_data(self, i2c_addr: int, register: int, data: list[int], /) -> None:
+        """Bytes (at most 32) from ``register`` on; FIFO_R_W keeps the pointer."""
+        ...
+
     def i2c_rdwr(self, *i2c_msgs: i2c_msg) -> None:
         """Messages in one combined transaction; read messages get their buffers filled."""
         ...

@@ -1,15 +1,31 @@
-"""The MPU-6050 driver: FIFO bursts over I2C into numpy blocks in SI units.
+"""The MPU-6050 driver: FIFO reads over I2C into numpy blocks in SI units.
 
-One ``read()`` is one combined I2C transaction (write the register address, repeated start,
-read) that starts at FIFO_COUNTH. The chip's register pointer advances FIFO_COUNTH ->
-FIFO_COUNTL -> FIFO_R_W and then stays on FIFO_R_W, whose every read pops the FIFO, so the
-transaction returns the FIFO count followed by FIFO bytes. The driver only asks for samples it
-knows are there: those the previous count showed it had left behind, plus those that have
-certainly arrived since, by the clock, with a margin for the chip's oscillator. The count in
-the same answer then confirms the guess (PX4's InvenSense SPI drivers read the same way).
+A read takes FIFO_COUNT, then that many whole 12-byte frames from FIFO_R_W (0x74), as the
+Linux inv_mpu6050 driver and PX4's and Klipper's I2C drivers do: two transactions, and the
+driver never asks for a byte the count did not promise. Where the chip at hand is proven at
+start to carry one combined read across the pointer crossing FIFO_COUNTH (0x72) -> FIFO_COUNTL
+-> FIFO_R_W (the proof writes a pattern into the FIFO and reads it back behind the count),
+most reads are that one transaction instead: the driver asks only for frames the previous
+count left behind plus those that have certainly arrived since, by the chip's measured rate;
+the count in the same answer confirms it. Reading more than the FIFO holds would return
+repeats of the last byte (RM 4.31) and misalign the stream, so that guess errs low.
 
-Reading more than the FIFO holds would return repeats of the last byte (RM 4.31) and could
-misalign the stream, so the guess errs low and leftovers wait for the next read.
+What the chip may do meanwhile, and what the driver does about it:
+
+* the FIFO overflows (a stalled host, a slow bus): FIFO_COUNT at the part's FIFO size (a
+  FIFO only drops bytes when full, and stays full until read), or FIFO_OFLOW_INT in
+  INT_STATUS (sticky until read, checked every ``INT_STATUS_EVERY_S``), resets the FIFO and
+  marks a gap: the oldest bytes went, the frames' alignment with them. Where the count and
+  the data are two transactions, a count older than the FIFO's free room is read again;
+* a silent power-on reset (a brown-out beside the motor: PWR_MGMT_1 back to 0x40, asleep,
+  nothing NACKs) or any configuration drift: the configuration is read back after start and
+  whenever the FIFO delivers less than the clock says it should, and a mismatch re-initialises
+  the chip fully;
+* I2C errors (EIO, EREMOTEIO, ETIMEDOUT, EBUSY; ENXIO from i2c-gpio; EAGAIN) are transient:
+  a failed FIFO read may still have popped bytes, so the FIFO is reset and a gap marked;
+* after wake the gyro settles (PS: 30 ms; the kernel waits 60 ms, 70 ms on 6500-class parts):
+  the FIFO is only enabled after the part's settling time, so no unsettled frame is delivered;
+* parts answer WHO_AM_I 0x68, 0x70-0x73 or 0x98 with 512-4096-byte FIFOs (``PARTS``).
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -34,21 +51,41 @@ STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 CHANNELS = 6  # ax ay az gx gy gz
 
 #: I2C errors a loose wire, a brown-out or a busy bus produce; the driver rides them out.
-TRANSIENT_I2C_ERRNOS = frozenset({errno.EIO, errno.EREMOTEIO, errno.ETIMEDOUT, errno.EBUSY})
+#: i2c-gpio (the Pi's clock-stretching workaround) reports a missing chip as ENXIO.
+TRANSIENT_I2C_ERRNOS = frozenset(
+    {errno.EIO, errno.EREMOTEIO, errno.ETIMEDOUT, errno.EBUSY, errno.ENXIO, errno.EAGAIN}
+)
 
-#: The chip's sample clock may run this much faster or slower than nominal; the guess of how
-#: many samples have arrived uses the slow end. (The PLL with gyro reference is within about
-#: 1 % over temperature; 3 % leaves room.)
-SAMPLE_CLOCK_TOLERANCE = 0.03
-#: Samples held back from the guess on top of the tolerance, for a sample being written.
+#: Read modes: count then data (the kernel's), or the combined read behind a start-up proof.
+COUNT_THEN_DATA = "count-then-data"
+BURST = "burst"
+READ_MODES = ("auto", COUNT_THEN_DATA, BURST)
+
+#: Until the chip's rate is measured, the guess of frames certainly in the FIFO assumes its
+#: clock may be this much slow (clones run several per cent off); after, this much.
+RATE_MARGIN_UNMEASURED = 0.12
+RATE_MARGIN_MEASURED = 0.01
+#: Seconds of FIFO counts before the measured rate replaces the nominal one.
+RATE_LEARN_S = 0.5
+#: Frames held back from the guess on top of the margin, for a frame being written.
 SAFETY_SAMPLES = 1
-#: Read when the FIFO is about this full: late reads then still have half the FIFO in hand.
-FIFO_FILL_TARGET = 0.5
-#: ... but at least this often, so that a slow rate does not delay the windows.
-MAX_POLL_INTERVAL_S = 0.100
-#: A count of 85 whole samples (1020 bytes) or more: the FIFO is full, the next sample pushes
-#: out the oldest bytes and the 12-byte framing is lost (1024 is not a multiple of 12).
-OVERFLOW_COUNT_BYTES = reg.FIFO_CAPACITY_SAMPLES * reg.SAMPLE_BYTES
+#: Read when the FIFO is about this full, for a chip this much fast: late reads then still
+#: find room (a +5 % chip and host jitter of several ms at 1 kHz).
+FIFO_FILL_TARGET = 0.7
+CHIP_FAST_HEADROOM = 0.10
+#: ... but at least this often, so that a slow rate does not delay the windows,
+MAX_POLL_INTERVAL_S = 0.250
+#: ... and for at most this many samples, so that no read holds the bus long (64 samples are
+#: ~17 ms at 400 kHz; a big FIFO would otherwise be read a quarter second at a time).
+MAX_READ_SAMPLES = 64
+#: FIFO_OFLOW_INT is sticky: reading INT_STATUS this often still sees every overflow.
+INT_STATUS_EVERY_S = 0.25
+#: A FIFO read that finds less than this share of the frames its clock promised since the
+#: last count makes the driver read the configuration back (a silent reset stops the FIFO).
+SHORT_DELIVERY_SHARE = 0.5
+SHORT_DELIVERY_MIN_FRAMES = 4
+#: The byte pattern the start-up proof writes into the FIFO and expects behind the count.
+BURST_PROOF_PATTERN = (0xA5, 0x5A, 0xC3, 0x3C, 0x96, 0x69, 0x0F, 0xF0, 0x81, 0x7E, 0x24, 0xDB)
 
 #: Bus cost: every bit of a byte plus its ACK is one clock.
 BITS_PER_BUS_BYTE = 9
@@ -58,6 +95,8 @@ READ_OVERHEAD_BYTES = 5
 READ_OVERHEAD_CONDITIONS = 3
 #: Share of the bus clock a stream may plan on: clock stretching and other devices take the rest.
 BUS_USABLE_FRACTION = 0.8
+#: i2c-dev refuses a message longer than this.
+I2C_MAX_MESSAGE_BYTES = 8192
 
 #: Backoff between recovery attempts after an I2C error, doubling up to the maximum.
 RECOVERY_BACKOFF_INITIAL_S = 0.010
@@ -70,6 +109,18 @@ TIMESTAMP_CORRECTION_GAIN = 0.1
 TIMESTAMP_MAX_STRETCH = 0.05
 #: An estimate this far from the continued timestamps is no jitter: re-anchor, marked as a gap.
 TIMESTAMP_REANCHOR_S = 1.0
+
+#: Where the kernel exposes an I2C adapter's clock from the device tree (big-endian u32).
+SYSFS_BUS_CLOCK = "class/i2c-adapter/i2c-{bus}/of_node/clock-frequency"
+
+
+def bus_clock_from_sysfs(bus: int, root: Path = Path("/sys")) -> int | None:
+    """The clock the kernel set for I2C bus ``bus``, or None where it does not say."""
+    try:
+        data = (root / SYSFS_BUS_CLOCK.format(bus=bus)).read_bytes()
+    except OSError:
+        return None
+    return int.from_bytes(data, "big") if len(data) == 4 else None
 
 
 @dataclass(frozen=True)
@@ -104,6 +155,11 @@ class DriverCounters:
     overflows: int = 0
     i2c_errors: int = 0
     recoveries: int = 0
+    #: Configuration read-backs, and those that found the chip reset or its setup changed.
+    config_checks: int = 0
+    resets_detected: int = 0
+    #: Reads that found fewer frames than were asked for (only the combined read can).
+    misalignments: int = 0
 
 
 class BlockSink(Protocol):
@@ -136,31 +192,37 @@ def nearest_sample_rate(settings: SensorSettings) -> tuple[int, float]:
     return divider, output_hz / (1 + divider)
 
 
-def poll_interval_for(rate_hz: float) -> float:
-    """Seconds between FIFO reads at ``rate_hz``: half a FIFO, at most MAX_POLL_INTERVAL_S."""
-    return min(MAX_POLL_INTERVAL_S, FIFO_FILL_TARGET * reg.FIFO_CAPACITY_SAMPLES / rate_hz)
+def poll_interval_for(rate_hz: float, fifo_bytes: int = reg.FIFO_SIZE_BYTES) -> float:
+    """Seconds between FIFO reads at ``rate_hz``: the fill target of a FIFO of ``fifo_bytes``
+    for a chip CHIP_FAST_HEADROOM fast, at most MAX_POLL_INTERVAL_S and MAX_READ_SAMPLES."""
+    frames = fifo_bytes // reg.SAMPLE_BYTES
+    fill_s = FIFO_FILL_TARGET * frames / (rate_hz * (1.0 + CHIP_FAST_HEADROOM))
+    return min(MAX_POLL_INTERVAL_S, fill_s, MAX_READ_SAMPLES / rate_hz)
 
 
-def bus_can_carry(settings: SensorSettings) -> tuple[bool, float]:
-    """(whether ``settings.bus_hz`` carries the stream, bus clocks per second it needs).
+def bus_can_carry(settings: SensorSettings, bus_hz: int | None = None) -> tuple[bool, float]:
+    """(whether the bus carries the stream, bus clocks per second it needs).
 
     The stream needs 12 bytes a sample plus each read's addressing and count; it fits when
-    that is within BUS_USABLE_FRACTION of the bus clock. 1 kHz needs ~109 kbit/s: a 400 kHz
-    bus, not the Pi's 100 kHz default.
+    that is within BUS_USABLE_FRACTION of the bus clock (``bus_hz``, default the settings').
+    1 kHz needs ~109 kbit/s: a 400 kHz bus, not the Pi's 100 kHz default.
     """
     _, rate_hz = nearest_sample_rate(settings)
     reads_per_s = 1.0 / poll_interval_for(rate_hz)
     payload = rate_hz * reg.SAMPLE_BYTES * BITS_PER_BUS_BYTE
     overhead = reads_per_s * (READ_OVERHEAD_BYTES * BITS_PER_BUS_BYTE + READ_OVERHEAD_CONDITIONS)
     needed = payload + overhead
-    return needed <= settings.bus_hz * BUS_USABLE_FRACTION, needed
+    clock = settings.bus_hz if bus_hz is None else bus_hz
+    return needed <= clock * BUS_USABLE_FRACTION, needed
 
 
 class MPU6050:
     """An MPU-6050 (or a register-compatible clone) streaming accel+gyro through its FIFO.
 
     ``bus`` is an smbus2.SMBus-compatible object the caller opened (``smbus2.SMBus(1)`` on a
-    Pi); the driver never opens or closes it. Time comes from ``clock``.
+    Pi); the driver never opens or closes it. Time comes from ``clock``. ``read_mode``:
+    "auto" uses the combined read where the start-up proof passes, "count-then-data" never.
+    ``sysfs_root`` is where the kernel's bus clock is looked up (tests point it elsewhere).
     """
 
     def __init__(
@@ -170,23 +232,40 @@ class MPU6050:
         *,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
+        read_mode: str = "auto",
+        sysfs_root: Path = Path("/sys"),
     ) -> None:
+        if read_mode not in READ_MODES:
+            raise SensorError(f"read_mode {read_mode!r} is not one of {', '.join(READ_MODES)}")
         self._bus = bus
         self._settings = settings
         self._address = settings.address
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._log = logger if logger is not None else logging.getLogger(__name__)
+        self._read_mode = read_mode
+        self._sysfs_root = sysfs_root
         self._smplrt_div, self._rate_hz = nearest_sample_rate(settings)
         self._period_s = 1.0 / self._rate_hz
         self._scale = si_scale(settings)
         self.counters = DriverCounters()
         self.chip_name = ""
+        self.part = reg.PARTS[reg.WHO_AM_I_MPU6050]
+        self.bus_clock_hz: int | None = None
+        self._burst_proven = False
         self._started = False
         self._recovering = False
         self._backoff_s = RECOVERY_BACKOFF_INITIAL_S
+        self._expected: dict[int, int] = {}
         # What the last FIFO_COUNT said, and when it was certainly already latched.
         self._leftover_samples = 0
         self._count_known_at = 0.0
+        # The chip's own rate, measured from the counts since the FIFO was last started.
+        self._fifo_started_at = 0.0
+        self._frames_since_start = 0
+        self._measured_rate_hz: float | None = None
+        self._safe_rate_hz: float | None = None
+        self._fifo_started_after = 0.0
+        self._next_int_status_at = 0.0
         # Timestamp of the last delivered sample (None: restart timestamps from the clock)
         # and the time from which undelivered samples count as lost.
         self._last_timestamp: float | None = None
@@ -202,9 +281,31 @@ class MPU6050:
         return self._rate_hz
 
     @property
+    def measured_rate_hz(self) -> float:
+        """The chip's rate as its FIFO counts show it (its clock is a few per cent off)."""
+        return self._measured_rate_hz or self._rate_hz
+
+    @property
+    def fifo_bytes(self) -> int:
+        return self.part.fifo_bytes
+
+    @property
     def poll_interval_s(self) -> float:
-        """How long a caller should sleep between ``read()`` calls."""
-        return poll_interval_for(self._rate_hz)
+        """The longest a caller should leave between ``read()`` calls (the fill target);
+        0 while recovering: ``read()`` itself waits the recovery's backoff."""
+        if self._recovering:
+            return 0.0
+        return poll_interval_for(self._rate_hz, self.part.fifo_bytes)
+
+    @property
+    def read_mode(self) -> str:
+        """The mode in use: "burst" once proven, else "count-then-data"."""
+        return BURST if self._burst_proven else COUNT_THEN_DATA
+
+    @property
+    def last_timestamp(self) -> float | None:
+        """Timestamp of the newest sample delivered (None right after a restart)."""
+        return self._last_timestamp
 
     @property
     def recovering(self) -> bool:
@@ -216,20 +317,11 @@ class MPU6050:
         return f"I2C bus {self._settings.bus} address {self._address:#04x}"
 
     def start(self) -> None:
-        """Probe WHO_AM_I, reset and configure the chip, start the FIFO.
+        """Probe WHO_AM_I, reset and configure the chip, check the configuration, start the FIFO.
 
         Raises SensorNotFoundError when nothing, or not an MPU-6050 family chip, answers.
         """
-        fits, needed = bus_can_carry(self._settings)
-        if not fits:
-            self._log.error(
-                "%s: the bus cannot carry %.0f Hz: it needs %.0f bit/s, more than %d Hz "
-                "allows; set dtparam=i2c_arm_baudrate=400000 in config.txt and reboot",
-                self.where,
-                self._rate_hz,
-                needed,
-                self._settings.bus_hz,
-            )
+        self._check_bus_clock()
         if self._rate_hz != self._settings.rate_hz:
             self._log.warning(
                 "%s: %g Hz is not a rate the chip can make; running at %g Hz (SMPLRT_DIV %d)",
@@ -240,16 +332,25 @@ class MPU6050:
             )
         self._probe()
         self._configure()
+        drift = self._configuration_drift()
+        if drift:
+            raise SensorError(
+                f"{self.where}: the configuration does not read back as written: {'; '.join(drift)}"
+            )
         self._started = True
 
-    def read(self) -> SensorBlock:
-        """Whole samples from the FIFO since the last read; empty while recovering."""
+    def read(self, exact: bool = False) -> SensorBlock:
+        """Whole samples from the FIFO since the last read; empty while recovering.
+
+        ``exact`` reads the count first and then every whole frame it shows, even where the
+        combined read is proven (two transactions): the caller wants the newest sample now.
+        """
         if not self._started:
             raise SensorError(f"{self.where}: read() before start()")
         if self._recovering:
             return self._attempt_recovery()
         try:
-            return self._read_fifo()
+            return self._read_fifo(exact)
         except OSError as error:
             if error.errno not in TRANSIENT_I2C_ERRNOS:
                 raise
@@ -281,6 +382,30 @@ class MPU6050:
 
     # -- start-up -----------------------------------------------------------------------
 
+    def _check_bus_clock(self) -> None:
+        self.bus_clock_hz = bus_clock_from_sysfs(self._settings.bus, self._sysfs_root)
+        real = self.bus_clock_hz
+        if real is not None and real != self._settings.bus_hz:
+            self._log.warning(
+                "%s: the kernel runs the bus at %d Hz (%s), the configuration says "
+                "sensor.bus_hz %d; timing estimates use %d Hz",
+                self.where,
+                real,
+                self._sysfs_root / SYSFS_BUS_CLOCK.format(bus=self._settings.bus),
+                self._settings.bus_hz,
+                real,
+            )
+        fits, needed = bus_can_carry(self._settings, real)
+        if not fits:
+            self._log.error(
+                "%s: the bus cannot carry %.0f Hz: it needs %.0f bit/s, more than %d Hz "
+                "allows; set dtparam=i2c_arm_baudrate=400000 in config.txt and reboot",
+                self.where,
+                self._rate_hz,
+                needed,
+                real if real is not None else self._settings.bus_hz,
+            )
+
     def _probe(self) -> None:
         try:
             who_am_i = self._read_byte(reg.Register.WHO_AM_I)
@@ -289,35 +414,83 @@ class MPU6050:
                 f"{self.where}: no answer to WHO_AM_I ({reg.Register.WHO_AM_I:#04x}): "
                 f"errno {error.errno} ({error.strerror or error})"
             ) from error
-        if who_am_i == reg.WHO_AM_I_MPU6050:
-            self.chip_name = "MPU-6050"
-        elif who_am_i in reg.WHO_AM_I_CLONES:
-            self.chip_name = reg.WHO_AM_I_CLONES[who_am_i]
-            self._log.warning(
-                "%s: WHO_AM_I is %#04x (%s), not 0x68; using it as an MPU-6050",
-                self.where,
-                who_am_i,
-                self.chip_name,
-            )
-        else:
+        part = reg.PARTS.get(who_am_i)
+        if part is None:
+            known = ", ".join(f"{value:#04x}" for value in reg.PARTS)
             raise SensorNotFoundError(
                 f"{self.where}: WHO_AM_I ({reg.Register.WHO_AM_I:#04x}) reads {who_am_i:#04x}, "
-                "not 0x68 (MPU-6050) nor a known clone (0x70, 0x98)"
+                f"not an MPU-6050 nor a part sold as one ({known})"
             )
+        if part is not self.part or not self.chip_name:
+            self.part = part
+            self.chip_name = part.name
+            if who_am_i != reg.WHO_AM_I_MPU6050:
+                self._log.warning(
+                    "%s: WHO_AM_I is %#04x (%s, %d-byte FIFO), not 0x68; using it as an MPU-6050",
+                    self.where,
+                    who_am_i,
+                    part.name,
+                    part.fifo_bytes,
+                )
 
     def _configure(self) -> None:
+        """Reset, wake, configure, let the gyro settle, prove the combined read, start the FIFO."""
         s = self._settings
         self._write_fields((reg.PWR_MGMT_1_DEVICE_RESET, 1))
         self._clock.sleep(reg.RESET_DELAY_S)
         # The chip comes out of reset asleep: wake it and move it onto the gyro's PLL.
-        self._write_fields(
-            (reg.PWR_MGMT_1_SLEEP, 0), (reg.PWR_MGMT_1_CLKSEL, reg.CLKSEL_PLL_X_GYRO)
-        )
-        self._write_fields((reg.CONFIG_DLPF_CFG, s.dlpf_cfg))
-        self._write_fields((reg.GYRO_CONFIG_FS_SEL, GYRO_RANGES_DPS[s.gyro_range_dps][0]))
-        self._write_fields((reg.ACCEL_CONFIG_AFS_SEL, ACCEL_RANGES_G[s.accel_range_g][0]))
-        self._write_fields((reg.SMPLRT_DIV, self._smplrt_div))
+        pwr_mgmt_1 = reg.PWR_MGMT_1_CLKSEL.insert(0, reg.CLKSEL_PLL_X_GYRO)
+        self._write_byte(reg.Register.PWR_MGMT_1, pwr_mgmt_1)
+        config = reg.CONFIG_DLPF_CFG.insert(0, s.dlpf_cfg)
+        gyro = reg.GYRO_CONFIG_FS_SEL.insert(0, GYRO_RANGES_DPS[s.gyro_range_dps][0])
+        accel = reg.ACCEL_CONFIG_AFS_SEL.insert(0, ACCEL_RANGES_G[s.accel_range_g][0])
+        self._expected = {
+            reg.Register.SMPLRT_DIV: self._smplrt_div,
+            reg.Register.CONFIG: config,
+            reg.Register.GYRO_CONFIG: gyro,
+            reg.Register.ACCEL_CONFIG: accel,
+        }
+        if self.part.has_accel_config2:
+            # The 6500-class accelerometer has its own filter; the same bandwidth index.
+            self._expected[reg.Register.ACCEL_CONFIG2] = reg.ACCEL_CONFIG2_A_DLPF_CFG.insert(
+                0, s.dlpf_cfg
+            )
+        # SMPLRT_DIV, CONFIG, GYRO_CONFIG, ACCEL_CONFIG (and ACCEL_CONFIG2) are adjacent.
+        values = [self._expected[r] for r in sorted(self._expected)]
+        self._write_block(reg.Register.SMPLRT_DIV, values)
+        self._write_byte(reg.Register.INT_ENABLE, reg.INT_ENABLE_FIFO_OFLOW_EN.insert(0, 1))
+        self._expected[reg.Register.PWR_MGMT_1] = pwr_mgmt_1
+        # Nothing enters the FIFO while the gyro settles, so no unsettled frame is delivered.
+        self._clock.sleep(self.part.gyro_startup_s)
+        self._burst_proven = self._read_mode != COUNT_THEN_DATA and self._prove_burst()
         self._restart_fifo()
+        self._expected[reg.Register.USER_CTRL] = reg.USER_CTRL_FIFO_EN.insert(0, 1)
+        self._expected[reg.Register.FIFO_EN] = self._fifo_en_value()
+
+    def _prove_burst(self) -> bool:
+        """Write a pattern into the (sensor-quiet) FIFO and read it back in one transaction
+        from FIFO_COUNTH: true only if the count and then the pattern come back."""
+        self._write_byte(reg.Register.FIFO_EN, 0)
+        self._write_fields((reg.USER_CTRL_FIFO_EN, 0), (reg.USER_CTRL_FIFO_RESET, 1))
+        self._write_fields((reg.USER_CTRL_FIFO_EN, 1))
+        pattern = list(BURST_PROOF_PATTERN)
+        self._write_block(reg.Register.FIFO_R_W, pattern)
+        answer = self._burst_read(reg.Register.FIFO_COUNTH, 2 + len(pattern))
+        proven = answer == bytes([0, len(pattern), *pattern])
+        if not proven:
+            self._log.info(
+                "%s: the combined FIFO_COUNT+FIFO_R_W read did not return the pattern "
+                "written; reading the count first, then the data",
+                self.where,
+            )
+        return proven
+
+    @staticmethod
+    def _fifo_en_value() -> int:
+        enable = 0
+        for bit in (reg.FIFO_EN_XG, reg.FIFO_EN_YG, reg.FIFO_EN_ZG, reg.FIFO_EN_ACCEL):
+            enable = bit.insert(enable, 1)
+        return enable
 
     def _restart_fifo(self) -> None:
         """Empty the FIFO and start filling it with accel+gyro samples from now."""
@@ -326,59 +499,97 @@ class MPU6050:
         self._write_fields((reg.USER_CTRL_FIFO_EN, 0), (reg.USER_CTRL_FIFO_RESET, 1))
         self._write_fields((reg.USER_CTRL_FIFO_EN, 1))
         self._read_byte(reg.Register.INT_STATUS)  # reading clears a stale FIFO_OFLOW_INT
-        enable = 0
-        for bit in (reg.FIFO_EN_XG, reg.FIFO_EN_YG, reg.FIFO_EN_ZG, reg.FIFO_EN_ACCEL):
-            enable = bit.insert(enable, 1)
-        self._write_byte(reg.Register.FIFO_EN, enable)
+        # The FIFO starts filling between these two moments.
+        self._fifo_started_after = self._clock.monotonic()
+        self._write_byte(reg.Register.FIFO_EN, self._fifo_en_value())
         now = self._clock.monotonic()
+        self._fifo_started_at = 0.5 * (self._fifo_started_after + now)
         self._leftover_samples = 0
         self._count_known_at = now
+        self._frames_since_start = 0
+        self._next_int_status_at = now + INT_STATUS_EVERY_S
         self._last_timestamp = None
         self._delivered_until = now
 
+    def _configuration_drift(self) -> list[str]:
+        """What of the configuration no longer reads back as written (3-4 transactions)."""
+        self.counters.config_checks += 1
+        first = min(r for r in self._expected if r <= reg.Register.ACCEL_CONFIG2)
+        last = max(r for r in self._expected if r <= reg.Register.ACCEL_CONFIG2)
+        block = self._read_block(first, last - first + 1)
+        values = dict(zip(range(first, last + 1), block, strict=True))
+        values[reg.Register.FIFO_EN] = self._read_byte(reg.Register.FIFO_EN)
+        user_ctrl, pwr_mgmt_1 = self._read_block(reg.Register.USER_CTRL, 2)
+        values[reg.Register.USER_CTRL] = user_ctrl
+        values[reg.Register.PWR_MGMT_1] = pwr_mgmt_1
+        return [
+            f"{reg.Register(r).name} reads {values[r]:#04x}, was set to {v:#04x}"
+            for r, v in sorted(self._expected.items())
+            if values.get(r) != v
+        ]
+
     # -- the FIFO read --------------------------------------------------------------------
 
-    def _samples_certainly_in_fifo(self, now: float) -> int:
-        slow_rate = self._rate_hz * (1.0 - SAMPLE_CLOCK_TOLERANCE)
+    def _frames_certainly_in_fifo(self, now: float) -> int:
+        if self._safe_rate_hz is not None:
+            slow_rate = self._safe_rate_hz * (1.0 - RATE_MARGIN_MEASURED)
+        else:
+            slow_rate = self._rate_hz * (1.0 - RATE_MARGIN_UNMEASURED)
         arrived = math.floor((now - self._count_known_at) * slow_rate) - SAFETY_SAMPLES
-        return min(reg.FIFO_CAPACITY_SAMPLES, self._leftover_samples + max(0, arrived))
+        frames = self.part.fifo_bytes // reg.SAMPLE_BYTES
+        return min(frames, self._leftover_samples + max(0, arrived))
 
-    def _read_fifo(self) -> SensorBlock:
+    def _read_fifo(self, exact: bool) -> SensorBlock:
         read_at = self._clock.monotonic()
-        wanted = self._samples_certainly_in_fifo(read_at)
-        answer = self._burst_read(reg.Register.FIFO_COUNTH, 2 + wanted * reg.SAMPLE_BYTES)
+        if read_at >= self._next_int_status_at:
+            self._next_int_status_at = read_at + INT_STATUS_EVERY_S
+            status = self._read_byte(reg.Register.INT_STATUS)
+            if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
+                return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
+            read_at = self._clock.monotonic()
+        if self._burst_proven and not exact:
+            wanted = self._frames_certainly_in_fifo(read_at)
+            answer = self._burst_read(reg.Register.FIFO_COUNTH, 2 + wanted * reg.SAMPLE_BYTES)
+            count = (answer[0] << 8) | answer[1]
+            payload = memoryview(answer)[2:]
+        else:
+            count, read_at = self._fresh_count(read_at)
+            wanted = min(count, self.part.fifo_bytes) // reg.SAMPLE_BYTES
+            wanted = min(wanted, I2C_MAX_MESSAGE_BYTES // reg.SAMPLE_BYTES)
+            if count >= self.part.fifo_bytes:
+                return self._overflow(f"FIFO_COUNT {count} of {self.part.fifo_bytes} bytes")
+            payload = memoryview(self._fifo_data(wanted * reg.SAMPLE_BYTES))
         # The count was latched after read_at and before now: the next guess counts from now.
         self._count_known_at = self._clock.monotonic()
         self.counters.reads += 1
-        count = (answer[0] << 8) | answer[1]
-        if count >= OVERFLOW_COUNT_BYTES:
-            self.counters.overflows += 1
-            self._log.warning(
-                "%s: FIFO overflow (FIFO_COUNT %d of %d bytes); resetting the FIFO",
-                self.where,
-                count,
-                reg.FIFO_SIZE_BYTES,
-            )
-            self._restart_after_loss()
-            return SensorBlock.empty()
+        # Bytes are dropped only from a full FIFO, and it stays full until read: a count of
+        # the FIFO's size is an overflow since the last read, a count below it is none.
+        if count >= self.part.fifo_bytes:
+            return self._overflow(f"FIFO_COUNT {count} of {self.part.fifo_bytes} bytes")
         in_fifo = count // reg.SAMPLE_BYTES
         if in_fifo < wanted:
-            # Bytes past the count were not samples: the stream may be misaligned.
-            self._log.warning(
-                "%s: FIFO held %d samples, %d were expected; resetting the FIFO",
-                self.where,
-                in_fifo,
-                wanted,
-            )
-            self._restart_after_loss()
-            return SensorBlock.empty()
+            # Bytes past the count were not whole frames: the stream may be misaligned.
+            return self._short_delivery(f"FIFO held {in_fifo} samples, {wanted} were read")
+        new_frames = in_fifo - self._leftover_samples
+        promised = (
+            (read_at - self._fifo_started_at) * self._rate_hz * (1.0 - RATE_MARGIN_UNMEASURED)
+            - self._frames_since_start
+            - SAFETY_SAMPLES
+        )
+        self._frames_since_start += new_frames
+        self._learn_rate(read_at)
         self._leftover_samples = in_fifo - wanted
+        if promised >= SHORT_DELIVERY_MIN_FRAMES and new_frames < SHORT_DELIVERY_SHARE * promised:
+            drift = self._configuration_drift()
+            if drift:
+                return self._reinitialise(drift)
         if wanted == 0:
             return SensorBlock.empty()
-        samples = raw_to_si(memoryview(answer)[2:], self._scale)
-        # The newest sample in the FIFO was written just before the count was latched.
-        newest_read = read_at - self._leftover_samples * self._period_s
-        timestamps = self._stamp(wanted, newest_read)
+        samples = raw_to_si(payload[: wanted * reg.SAMPLE_BYTES], self._scale)
+        # The newest frame at the count was sampled within the period before it: centre it.
+        period = 1.0 / self.measured_rate_hz
+        newest_read = read_at - (self._leftover_samples + 0.5) * period
+        timestamps = self._stamp(wanted, newest_read, period)
         block = SensorBlock(timestamps, samples, self._pending_lost, self._pending_gap)
         self._pending_lost = 0
         self._pending_gap = False
@@ -387,8 +598,33 @@ class MPU6050:
         self.counters.samples += wanted
         return block
 
-    def _stamp(self, n: int, newest: float) -> np.ndarray:
-        period = self._period_s
+    def _fresh_count(self, read_at: float) -> tuple[int, float]:
+        """FIFO_COUNT, read again while the host took so long after it (a stall between two
+        transactions) that the FIFO may have filled up meanwhile: its oldest bytes, and the
+        frames' alignment, would then be gone before the data read. (count, latched after)"""
+        fast_rate = self.measured_rate_hz * (1.0 + CHIP_FAST_HEADROOM)
+        for _ in range(3):
+            high, low = self._read_block(reg.Register.FIFO_COUNTH, 2)
+            count = (high << 8) | low
+            room_s = (self.part.fifo_bytes - count) / reg.SAMPLE_BYTES / fast_rate
+            if self._clock.monotonic() - read_at < room_s:
+                break
+            read_at = self._clock.monotonic()
+        return count, read_at
+
+    def _learn_rate(self, read_at: float) -> None:
+        """The chip's rate from the frames counted since the FIFO started. The count was
+        latched between read_at and _count_known_at, the FIFO started within a known span:
+        the middles give the rate (timestamps); the widest span a lower bound (the combined
+        read's guess, which must never be high, even when the host was descheduled between
+        noting the time and the transaction)."""
+        elapsed = 0.5 * (read_at + self._count_known_at) - self._fifo_started_at
+        if elapsed >= RATE_LEARN_S and self._frames_since_start > 0:
+            self._measured_rate_hz = self._frames_since_start / elapsed
+            widest = self._count_known_at - self._fifo_started_after
+            self._safe_rate_hz = self._frames_since_start / widest
+
+    def _stamp(self, n: int, newest: float, period: float) -> np.ndarray:
         anchored = newest - (n - 1) * period + np.arange(n, dtype=np.float64) * period
         last = self._last_timestamp
         if last is None:
@@ -405,18 +641,62 @@ class MPU6050:
         step = period + float(np.clip(TIMESTAMP_CORRECTION_GAIN * error, -limit, limit)) / n
         return last + step * np.arange(1, n + 1, dtype=np.float64)
 
-    def _restart_after_loss(self) -> None:
-        """Reset the FIFO and report what was produced since the last delivered sample."""
+    # -- faults ---------------------------------------------------------------------------
+
+    def _overflow(self, evidence: str) -> SensorBlock:
+        self.counters.overflows += 1
+        lost = self._restart_after_loss()
+        self._log.warning(
+            "%s: FIFO overflow (%s); FIFO reset, about %d samples lost",
+            self.where,
+            evidence,
+            lost,
+        )
+        return SensorBlock.empty()
+
+    def _short_delivery(self, what: str) -> SensorBlock:
+        drift = self._configuration_drift()
+        if drift:
+            return self._reinitialise(drift)
+        self.counters.misalignments += 1
+        lost = self._restart_after_loss()
+        self._log.warning(
+            "%s: %s; FIFO reset to keep frames aligned, about %d samples lost",
+            self.where,
+            what,
+            lost,
+        )
+        return SensorBlock.empty()
+
+    def _reinitialise(self, drift: list[str]) -> SensorBlock:
+        self.counters.resets_detected += 1
+        lost_from = self._delivered_until
+        self._configure()
+        lost = self._mark_gap(self._samples_since(lost_from))
+        self._log.warning(
+            "%s: the chip lost its configuration (%s): a reset; re-initialised, about %d "
+            "samples lost",
+            self.where,
+            "; ".join(drift),
+            lost,
+        )
+        return SensorBlock.empty()
+
+    def _samples_since(self, moment: float) -> int:
+        return max(0, round((self._delivered_until - moment) * self.measured_rate_hz))
+
+    def _restart_after_loss(self) -> int:
+        """Reset the FIFO and count what was produced since the last delivered sample."""
         lost_from = self._delivered_until
         self._restart_fifo()
-        self._mark_gap(max(0, round((self._delivered_until - lost_from) * self._rate_hz)))
+        return self._mark_gap(self._samples_since(lost_from))
 
-    def _mark_gap(self, lost: int) -> None:
+    def _mark_gap(self, lost: int) -> int:
         self._pending_lost += lost
         self._pending_gap = True
         self.counters.lost += lost
         self.counters.gaps += 1
-        self._log.warning("%s: gap in the sample stream, about %d samples lost", self.where, lost)
+        return lost
 
     # -- recovery -----------------------------------------------------------------------
 
@@ -429,11 +709,18 @@ class MPU6050:
         )
 
     def _attempt_recovery(self) -> SensorBlock:
+        """Once the chip answers: its configuration intact, a FIFO reset (a failed read may
+        have popped bytes); else a full re-initialise. Either way one gap."""
         self._clock.sleep(self._backoff_s)
         lost_from = self._delivered_until
         try:
             self._probe()
-            self._configure()
+            drift = self._configuration_drift()
+            if drift:
+                self.counters.resets_detected += 1
+                self._configure()
+            else:
+                self._restart_fifo()
         except SensorNotFoundError as error:
             self._backoff_s = min(RECOVERY_BACKOFF_MAX_S, self._backoff_s * 2)
             self._log.debug("%s: still not answering: %s", self.where, error)
@@ -446,8 +733,13 @@ class MPU6050:
             return SensorBlock.empty()
         self._recovering = False
         self.counters.recoveries += 1
-        self._log.warning("%s: the chip answers again and is re-initialised", self.where)
-        self._mark_gap(max(0, round((self._delivered_until - lost_from) * self._rate_hz)))
+        lost = self._mark_gap(self._samples_since(lost_from))
+        self._log.warning(
+            "%s: the chip answers again and is %s; about %d samples lost",
+            self.where,
+            "re-initialised (it had reset)" if drift else "resynchronised (FIFO reset)",
+            lost,
+        )
         return SensorBlock.empty()
 
     # -- bus access -----------------------------------------------------------------------
@@ -462,6 +754,23 @@ class MPU6050:
         self._bus.write_byte_data(self._address, register, value)
         self.counters.transactions += 1
         self.counters.bus_bytes += 3  # address+W, register, data
+
+    def _write_block(self, register: int, values: list[int]) -> None:
+        self._bus.write_i2c_block_data(self._address, register, values)
+        self.counters.transactions += 1
+        self.counters.bus_bytes += 2 + len(values)  # address+W, register, data
+
+    def _read_block(self, register: int, length: int) -> list[int]:
+        values = self._bus.read_i2c_block_data(self._address, register, length)
+        self.counters.transactions += 1
+        self.counters.bus_bytes += 3 + length  # address+W, register, address+R, data
+        return [int(v) for v in values]
+
+    def _fifo_data(self, length: int) -> bytes:
+        """``length`` bytes from FIFO_R_W (the pointer stays there), one transaction."""
+        if length == 0:
+            return b""
+        return self._burst_read(reg.Register.FIFO_R_W, length)
 
     def _write_fields(self, *assignments: tuple[reg.BitField, int]) -> None:
         """Read-modify-write one register so that only the named fields change."""
@@ -486,10 +795,13 @@ class MPU6050:
 
 
 __all__ = [
+    "BURST",
+    "COUNT_THEN_DATA",
     "MPU6050",
     "DriverCounters",
     "SensorBlock",
     "bus_can_carry",
+    "bus_clock_from_sysfs",
     "nearest_sample_rate",
     "poll_interval_for",
     "raw_to_si",

@@ -19,6 +19,7 @@ class Register(IntEnum):
     CONFIG = 0x1A
     GYRO_CONFIG = 0x1B
     ACCEL_CONFIG = 0x1C
+    ACCEL_CONFIG2 = 0x1D  # 6500-class parts only (MPU-6500 register map)
     FIFO_EN = 0x23
     INT_PIN_CFG = 0x37
     INT_ENABLE = 0x38
@@ -88,6 +89,9 @@ GYRO_CONFIG_YG_ST = BitField("YG_ST", Register.GYRO_CONFIG, 6)
 GYRO_CONFIG_XG_ST = BitField("XG_ST", Register.GYRO_CONFIG, 7)
 
 ACCEL_CONFIG_AFS_SEL = BitField("AFS_SEL", Register.ACCEL_CONFIG, 3, 2)
+#: 6500-class accelerometer low-pass filter, apart from the gyro's DLPF_CFG.
+ACCEL_CONFIG2_A_DLPF_CFG = BitField("A_DLPF_CFG", Register.ACCEL_CONFIG2, 0, 3)
+ACCEL_CONFIG2_ACCEL_FCHOICE_B = BitField("ACCEL_FCHOICE_B", Register.ACCEL_CONFIG2, 3)
 ACCEL_CONFIG_ZA_ST = BitField("ZA_ST", Register.ACCEL_CONFIG, 5)
 ACCEL_CONFIG_YA_ST = BitField("YA_ST", Register.ACCEL_CONFIG, 6)
 ACCEL_CONFIG_XA_ST = BitField("XA_ST", Register.ACCEL_CONFIG, 7)
@@ -131,11 +135,36 @@ CLKSEL_PLL_X_GYRO = 1
 
 #: WHO_AM_I answers (RM section 4.32 gives 0x68 for the MPU-6050, whatever AD0 is).
 WHO_AM_I_MPU6050 = 0x68
-#: Clones sold as MPU6050 that run the same register map.
-WHO_AM_I_CLONES: dict[int, str] = {0x70: "MPU-6500", 0x98: "MPU-6050 clone (0x98)"}
 
-#: FIFO geometry: 1024 bytes; with XG|YG|ZG|ACCEL enabled each sample is accel xyz then
-#: gyro xyz (written in register order, RM 4.33), six big-endian int16.
+
+@dataclass(frozen=True)
+class Part:
+    """What differs between the parts sold as "MPU6050": FIFO size, the separate accel filter
+    register, and how long the gyro takes to settle after wake."""
+
+    name: str
+    fifo_bytes: int
+    has_accel_config2: bool
+    gyro_startup_s: float
+
+
+#: By WHO_AM_I, from the Linux inv_mpu6050 driver's hw_info table (FIFO sizes, and its
+#: INV_MPU6050_GYRO_STARTUP_TIME 60 ms / INV_MPU6500_GYRO_STARTUP_TIME 70 ms). 0x72 is sold as
+#: an MPU6050 but is in no public table: it is treated as 6500-class with the smallest FIFO.
+PARTS: dict[int, Part] = {
+    0x68: Part("MPU-6050", 1024, False, 0.060),
+    0x70: Part("MPU-6500", 512, True, 0.070),
+    0x71: Part("MPU-9250", 512, True, 0.070),
+    0x72: Part("unlisted 6500-class part (0x72)", 512, True, 0.070),
+    0x73: Part("MPU-9255", 512, True, 0.070),
+    0x98: Part("ICM-20689", 4096, True, 0.070),
+}
+#: Clones sold as MPU6050 that run the same register map.
+WHO_AM_I_CLONES: dict[int, str] = {k: p.name for k, p in PARTS.items() if k != WHO_AM_I_MPU6050}
+
+#: FIFO geometry of the MPU-6050 (other parts: PARTS): 1024 bytes; with XG|YG|ZG|ACCEL
+#: enabled each sample is accel xyz then gyro xyz (written in register order, RM 4.33), six
+#: big-endian int16.
 FIFO_SIZE_BYTES = 1024
 SAMPLE_BYTES = 12
 FIFO_CAPACITY_SAMPLES = FIFO_SIZE_BYTES // SAMPLE_BYTES  # 85

@@ -85,10 +85,13 @@ class FakeSMBus:
         return user_fifo_on and self.registers.get(FIFO_EN, 0) == 0x78
 
     def writes_to(self, register: int) -> list[int]:
+        """Values written to ``register``, by single writes or auto-incrementing blocks."""
         return [
-            c.written[0]
+            c.written[register - c.register]
             for c in self.calls
-            if c.kind.startswith("write") and c.register == register
+            if c.kind.startswith("write")
+            and c.register <= register < c.register + len(c.written)
+            and (c.register == register or c.register != FIFO_R_W)
         ]
 
     # -- the smbus2 surface ---------------------------------------------------------------
@@ -128,6 +131,9 @@ class FakeSMBus:
         return bytes(out)
 
     def _write(self, register: int, value: int) -> None:
+        if register == FIFO_R_W:
+            self.push_fifo(bytes([value]))
+            return
         if register == USER_CTRL and value & 0x04:
             self.fifo.clear()
             value &= ~0x04  # FIFO_RESET clears itself
@@ -155,7 +161,8 @@ class FakeSMBus:
             raise ValueError("Data length cannot exceed 32 bytes")
         self._enter("write_i2c_block_data", address, register, len(data), data)
         for offset, value in enumerate(data):
-            self._write(register + offset, value)
+            # Writes to FIFO_R_W push into the FIFO and leave the pointer there (RM 4.31).
+            self._write(register if register == FIFO_R_W else register + offset, value)
         self._notify()
 
     def i2c_rdwr(self, *messages: i2c_msg) -> None:

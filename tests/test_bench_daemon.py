@@ -114,3 +114,40 @@ def test_the_measuring_helpers_read_this_process():
     later = CpuMark(14.0, 3.0, {"a": 1.5, "c": 9.0})
     assert start.per_sensor_second(later) == (4.0, 0.5, {"a": 0.25})
     assert later.per_sensor_second(start) is None
+
+
+def test_the_sensor_and_the_interpreter_threads_are_reported(report):
+    sensor = report["sensor"]
+    assert sensor["part"] == "0x68" and sensor["fifo_bytes"] == 1024
+    assert sensor["samples"] > 0 and sensor["overflows"] == 0 and sensor["resets_detected"] == 0
+    for name in ("1_thread", "2_threads"):
+        figures = report["threads"][name]
+        assert figures["windows"] == 300
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+
+
+def test_an_unkind_chip_is_the_part_and_clock_asked_for(tmp_path, artifacts_dir):
+    import argparse
+
+    from odar.config import load_config
+    from odar.harness.bench.daemon import add_arguments, make_unkind
+    from odar.harness.emulated_wearable import EmulatedWearable
+
+    config_path = tmp_path / "odar.yaml"
+    config_path.write_text(
+        yaml.safe_dump(
+            {"sensor": {"backend": "emulated"}, "paths": {"artifacts_dir": str(artifacts_dir)}}
+        ),
+        encoding="utf-8",
+    )
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--part", "0x98", "--chip-clock", "-0.08", "--jitter"])
+    world = EmulatedWearable.open(load_config(config_path), tmp_path)
+    try:
+        unkind = make_unkind(world, args)
+        assert world.sensor.chip.peek(0x75) == 0x98 and world.sensor.chip.fifo_capacity == 4096
+        assert world.sensor.chip.clock_offset == -0.08 and world.sensor.bus.jitter is not None
+        assert unkind.reset_every == 0 and unkind.stall_every == 0
+    finally:
+        world.wearable.close()

@@ -78,7 +78,8 @@ def test_received_plus_lost_is_what_the_chip_made_less_the_fifos_leftover(
     for run in (fast_bus_report, fast_bus_report["baseline"]):
         assert run["samples_expected"] == round(1000 * run["seconds"])
         delivered_or_counted = run["samples_received"] + run["samples_lost"]
-        assert 0 <= run["samples_expected"] - delivered_or_counted <= FIFO_CAPACITY_SAMPLES + 2
+        # The last read may begin a little past the span (host jitter): a sample or two more.
+        assert -2 <= run["samples_expected"] - delivered_or_counted <= FIFO_CAPACITY_SAMPLES + 2
     assert fast_bus_report["samples_unaccounted"] == 0
 
 
@@ -137,7 +138,8 @@ def test_at_1khz_on_a_100khz_bus_it_says_what_to_set_and_counts_the_loss(caplog)
     assert len(gap_lines) == figures["gaps"]
     # The emulator's truth agrees with what the driver counted, to a sample per gap.
     assert abs(figures["samples_unaccounted"]) <= figures["gaps"]
-    assert figures["samples_lost"] + figures["samples_received"] <= figures["samples_expected"]
+    counted = figures["samples_lost"] + figures["samples_received"]
+    assert counted <= figures["samples_expected"] + figures["gaps"]
     assert figures["log"]["counts"]["error"] == 1
 
 
@@ -237,3 +239,50 @@ def test_the_fault_verdict_fails_a_reader_that_hides_a_gap() -> None:
     assert report["windows"] > 0
     assert report["windows_spanning_gap"] > 0 and report["windows_not_contiguous"] > 0
     assert report["ok"] is False
+
+
+def bench_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench_sensor.add_arguments(parser)
+    return parser.parse_args(["--baseline-seconds", "0", "--json", *argv])
+
+
+def test_the_daemons_loop_is_measured_beside_todays_on_a_fast_chip_with_jitter() -> None:
+    report = bench_sensor.bench(
+        bench_args("--seconds", "40", "--chip-clock", "0.05"), logging.getLogger("test.b.loop")
+    )
+    assert report["settings"]["chip_clock_offset"] == 0.05 and report["settings"]["chip_jitter"]
+    assert report["measured_rate_hz"] == pytest.approx(1050, rel=1e-3)
+    assert report["targets"]["met"] and report["fifo_overflows"] == 0
+    assert report["truth"]["samples_misaligned"] == 0 and report["windows"]["bad"] == 0
+    # Today's loop sleeps 42.5 ms after a read that itself takes ~12 ms on the wire: a 5 %
+    # fast chip overflows the FIFO there, so often that few whole windows are left.
+    today = report["today"]
+    assert today["fifo_overflows"] > 10
+    assert today["windows"]["count"] < report["windows"]["count"]
+    assert report["windows"]["ready_latency_p99_ms"] < 20
+
+
+def test_clone_part_silent_resets_and_stalls_are_each_detected_once() -> None:
+    report = bench_sensor.bench(
+        bench_args(
+            "--seconds",
+            "125",
+            "--rate",
+            "100",
+            "--part",
+            "0x70",
+            "--silent-reset-every",
+            "60",
+            "--stall-every",
+            "30",
+            "--no-today",
+        ),
+        logging.getLogger("test.b.faults"),
+    )
+    faults = report["faults"]
+    assert faults["silent_resets_injected"] == 2 == faults["resets_detected"]
+    assert faults["stalls_injected"] == 4
+    assert faults["overflows_detected"] == faults["chip_overflow_episodes"]
+    assert report["fifo_bytes"] == 512
+    assert report["faults_ok"] is True

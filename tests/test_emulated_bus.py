@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 
@@ -226,3 +227,21 @@ def test_concurrent_transactions_are_serialised(bus, clock) -> None:
     total = per_thread * threads_count
     assert bus.stats.transactions == total
     assert clock.monotonic() == pytest.approx(total * (30 + 36) / 100_000)
+
+
+def test_host_jitter_is_seeded_and_delays_every_transaction() -> None:
+    from odar.drivers.emulated.bus import HostJitter
+
+    def run(seed: int) -> float:
+        clock = VirtualClock()
+        bus = EmulatedSMBus(clock, bus_hz=400_000, jitter=HostJitter(seed=seed))
+        for _ in range(2000):
+            with contextlib.suppress(OSError):  # nothing answers at 0x50
+                bus.read_byte_data(0x50, 0)
+        return clock.monotonic() - 2000 * bus.transaction_seconds([0])
+
+    delayed = run(1)
+    assert delayed == run(1)  # the same seed, the same lateness
+    assert delayed != run(2)
+    # mean 0.2 ms capped at 2 ms, plus ~0.2 % preemptions of 2-10 ms: about 0.4-0.5 s.
+    assert 0.3 < delayed < 0.7

@@ -70,6 +70,10 @@ STILL_FLAT = Constant(0.0, 0.0, G, 0.0, 0.0, 0.0)
 
 
 def make(motion=STILL_FLAT, bus_hz: int = 400_000, **chip_options):
+    """A chip on a bus; the register-map tests see settled samples written at once (the
+    honest start-up, write-time and reset behaviours have their own tests below)."""
+    for option in ("settle_s", "frame_write_s", "reset_s"):
+        chip_options.setdefault(option, 0.0)
     clock = VirtualClock()
     bus = EmulatedSMBus(clock, bus_hz=bus_hz)
     chip = EmulatedMPU6050(motion, clock, **chip_options)
@@ -488,3 +492,111 @@ def test_sinusoid_round_trips_within_half_an_lsb_through_the_fifo() -> None:
     expected_ax = 0.5 * np.sin(2 * math.pi * 2.0 * times) * 16384
     assert len(frames) == 50
     assert np.max(np.abs(frames[:, 0] - expected_ax)) <= 0.5
+
+
+# ---------------------------------------------------------------- the honest chip
+
+
+@pytest.mark.parametrize("offset, produced", [(0.05, 1050), (-0.08, 920), (0.0, 1000)])
+def test_the_sample_clock_is_the_chips_own_and_may_be_off_by_per_cent(offset, produced) -> None:
+    clock, bus, chip = make(clock_offset=offset)
+    configure(bus, div=0, fifo_en=0)  # 1 kHz nominal
+    clock.advance(1.0)
+    fifo_count(bus)  # any access brings the chip up to now
+    assert chip.samples_produced == produced
+
+
+def test_clock_drift_changes_the_rate_over_the_run() -> None:
+    # +1 % per 100 s: over the second 100 s the rate is ~1.5 % above nominal on average.
+    clock, bus, chip = make(clock_drift_per_s=0.0001)
+    configure(bus, div=9, fifo_en=0)  # 100 Hz nominal
+    clock.advance(100.0)
+    fifo_count(bus)
+    first = chip.samples_produced
+    clock.advance(100.0)
+    fifo_count(bus)
+    assert first == pytest.approx(10_050, abs=2)
+    assert chip.samples_produced - first == pytest.approx(10_150, abs=2)
+
+
+def test_a_count_latched_while_a_frame_is_written_includes_part_of_it() -> None:
+    # 100 us a byte (an exaggeration, to hit it); a fast bus keeps the access times short.
+    clock, bus, _ = make(bus_hz=3_400_000, frame_write_s=1.2e-3)
+    configure(bus, div=9)  # 100 Hz, first sample 10 ms after wake
+    clock.advance(0.010 + 350e-6)  # 4 bytes of the first frame are in (1 + 3.5)
+    assert fifo_count(bus) == 4
+    clock.advance(0.001)
+    assert fifo_count(bus) == 12
+
+
+@pytest.mark.parametrize(
+    "who_am_i, capacity",
+    [(0x68, 1024), (0x70, 512), (0x71, 512), (0x72, 512), (0x73, 512), (0x98, 4096)],
+)
+def test_fifo_capacity_is_the_parts_own_from_the_kernels_table(who_am_i, capacity) -> None:
+    clock, bus, chip = make(who_am_i=who_am_i)
+    bus.write_byte_data(ADDRESS, INT_ENABLE, 0x10)
+    configure(bus, div=0)
+    clock.advance(5.0)  # 60 000 bytes produced
+    assert bus.read_byte_data(ADDRESS, WHO_AM_I) == who_am_i
+    assert fifo_count(bus) == capacity
+    assert bus.read_byte_data(ADDRESS, INT_STATUS) & 0x10
+    assert chip.fifo_capacity == capacity
+
+
+def test_an_error_mid_burst_still_pops_the_bytes_from_the_fifo() -> None:
+    clock, bus, _ = make()
+    configure(bus, div=9)
+    clock.advance(0.1)
+    assert fifo_count(bus) == 120
+    bus.inject_errors(errno.EIO, mid_burst=True)
+    with pytest.raises(OSError) as raised:
+        read_fifo(bus, 48)
+    assert raised.value.errno == errno.EIO
+    assert fifo_count(bus) == 72  # the four frames are gone all the same
+
+
+def test_a_brown_out_resets_silently_asleep_and_keeps_acknowledging() -> None:
+    clock, bus, chip = make()
+    configure(bus, div=0, accel_fs=2)
+    clock.advance(0.05)
+    chip.brown_out()
+    assert bus.read_byte_data(ADDRESS, PWR_MGMT_1) == 0x40
+    assert bus.read_byte_data(ADDRESS, ACCEL_CONFIG) == 0
+    assert bus.read_byte_data(ADDRESS, USER_CTRL) == 0
+    produced = chip.samples_produced
+    clock.advance(1.0)
+    assert fifo_count(bus) == 0
+    assert chip.samples_produced == produced
+    assert bus.stats.nacks == 0
+
+
+def test_device_reset_takes_time_during_which_the_chip_does_not_answer() -> None:
+    clock, bus, _ = make(reset_s=0.050)
+    configure(bus)
+    bus.write_byte_data(ADDRESS, PWR_MGMT_1, 0x80)
+    clock.advance(0.040)
+    with pytest.raises(OSError) as raised:
+        bus.read_byte_data(ADDRESS, WHO_AM_I)
+    assert raised.value.errno == errno.EREMOTEIO
+    clock.advance(0.010)
+    assert bus.read_byte_data(ADDRESS, PWR_MGMT_1) == 0x40
+
+
+def test_the_gyro_settles_for_30_ms_after_wake_and_the_truth_says_so() -> None:
+    clock, bus, chip = make(Constant(0, 0, G, 0, 0, 0), settle_s=0.030, record_truth=True)
+    configure(bus, div=0)  # 1 kHz: samples at 1, 2, ... ms after wake
+    clock.advance(0.08)
+    data = read_fifo(bus, fifo_count(bus) // 12 * 12)
+    frames = np.frombuffer(data, dtype=">i2").reshape(-1, 6)
+    times, raw, settled = chip.truth.arrays()
+    assert len(times) == len(frames) == 80
+    assert settled.tolist() == [False] * 29 + [True] * 51  # 1..29 ms settling, 30 ms on
+    assert np.all(frames[:29, 3] > 0) and np.all(frames[29:, 3:] == 0)
+    assert np.array_equal(raw, frames)
+
+
+def test_accel_config2_of_the_6500_class_reads_back() -> None:
+    _, bus, _ = make(who_am_i=0x70)
+    bus.write_byte_data(ADDRESS, 0x1D, 0x03)
+    assert bus.read_byte_data(ADDRESS, 0x1D) == 0x03

@@ -178,3 +178,19 @@ def test_producer_and_consumer_threads_get_only_contiguous_windows() -> None:
         np.testing.assert_allclose(steps, PERIOD, rtol=1e-6)
         np.testing.assert_array_equal(np.diff(w.samples[:, 0]), np.ones(99))
         assert w.t_end - w.t_start == pytest.approx(99 * PERIOD)
+
+
+@pytest.mark.parametrize("decimation", [1, 3])
+def test_the_next_window_end_is_the_last_raw_sample_of_the_next_window(decimation) -> None:
+    ring = RingBuffer(4000)
+    cutter = WindowCutter(ring, window=20, hop=7, decimation=decimation)
+    expected = cutter.next_window_end_seq()
+    assert expected == 20 * decimation - 1  # from the ring's start
+    first = 0
+    for size in [5, 13, 1, 40, 9, 33, 2, 60] * 3:
+        ring.append(block(first, size))
+        first += size
+        while (window := cutter.poll()) is not None:
+            assert window.seq + 20 * decimation - 1 == expected
+            expected = cutter.next_window_end_seq()
+    assert expected > first - 1  # the next window is not in the ring yet

@@ -10,11 +10,12 @@ attached at 0x68 while the driver talks to 0x69 would look like a driver bug).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from odar.drivers.clock import Clock
-from odar.drivers.emulated.bus import EmulatedSMBus
+from odar.drivers.emulated.bus import EmulatedSMBus, HostJitter
 from odar.drivers.emulated.clock import VirtualClock
 from odar.drivers.emulated.motion import ActivityStream, MotionSource, Wearer
 from odar.drivers.emulated.mpu6050 import EmulatedMPU6050
@@ -52,12 +53,16 @@ def build_emulated_sensor(
     who_am_i: int = 0x68,
     strict: bool = False,
     transaction_overhead_s: float = 0.0,
+    jitter: HostJitter | None = None,
+    **chip_options: Any,
 ) -> EmulatedSensor:
     """An emulated MPU-6050 at ``settings.address`` on bus ``settings.bus`` at ``settings.bus_hz``.
 
     ``clock`` defaults to a fresh :class:`VirtualClock` (tests, benches); pass a
     ``ScaledClock`` when threads really block (the daemon, the demo). ``who_am_i`` 0x70 or
-    0x98 makes a clone; ``strict`` enforces the register map's stricter preconditions.
+    0x98 makes a clone; ``strict`` enforces the register map's stricter preconditions;
+    ``jitter`` makes the host late before transactions; ``chip_options`` go to
+    :class:`EmulatedMPU6050` (clock_offset, clock_drift_per_s, record_truth, ...).
     """
     clock = clock if clock is not None else VirtualClock()
     bus = EmulatedSMBus(
@@ -65,8 +70,9 @@ def build_emulated_sensor(
         bus_hz=settings.bus_hz,
         bus_number=settings.bus,
         transaction_overhead_s=transaction_overhead_s,
+        jitter=jitter,
     )
-    chip = EmulatedMPU6050(motion, clock, who_am_i=who_am_i, strict=strict)
+    chip = EmulatedMPU6050(motion, clock, who_am_i=who_am_i, strict=strict, **chip_options)
     bus.attach(settings.address, chip)
     return EmulatedSensor(bus=bus, chip=chip, clock=clock, address=settings.address)
 

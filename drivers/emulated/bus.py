@@ -14,6 +14,11 @@ Bus-time model: each message costs a START or repeated START (1 bit time), the a
 (9 bits with its ACK) and 9 bits per data byte; the transaction ends with a STOP (1 bit time).
 The clock is advanced by that time (``clock.sleep``) after the devices have seen the access,
 so a sample rate the bus cannot carry makes the emulated FIFO overflow as on the wearable.
+
+Host scheduling (:class:`HostJitter`, seeded): before the devices see a transaction the host
+may be late by a small random delay (the scheduler, the i2c-bcm2835 interrupt) and, now and
+then, by a preemption stall of milliseconds; a caller's idea of "now" is then stale by that
+much when the chip latches FIFO_COUNT.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
 from smbus2 import I2cFunc, i2c_msg
 
 from odar.drivers.clock import Clock
@@ -60,6 +66,40 @@ class I2CTarget(Protocol):
     def read(self, length: int) -> bytes:
         """Exactly *length* bytes for one read message."""
         ...
+
+
+@dataclass
+class HostJitter:
+    """Seeded host lateness before each transaction: an exponential delay of mean
+    ``mean_s`` (capped at ``cap_s``), plus with probability ``preempt_probability`` a
+    preemption stall uniform in ``preempt_s``."""
+
+    mean_s: float = 0.0002
+    cap_s: float = 0.002
+    preempt_probability: float = 0.002
+    preempt_s: tuple[float, float] = (0.002, 0.010)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        low, high = self.preempt_s
+        if not (
+            self.mean_s >= 0
+            and self.cap_s >= 0
+            and 0 <= self.preempt_probability <= 1
+            and 0 <= low <= high
+        ):
+            raise EmulationError(f"HostJitter: inconsistent parameters {self!r}")
+        self._rng = np.random.default_rng(self.seed)
+        self.total_s = 0.0
+        self.preemptions = 0
+
+    def draw(self) -> float:
+        delay = min(self.cap_s, float(self._rng.exponential(self.mean_s))) if self.mean_s else 0.0
+        if self.preempt_probability and self._rng.random() < self.preempt_probability:
+            delay += float(self._rng.uniform(*self.preempt_s))
+            self.preemptions += 1
+        self.total_s += delay
+        return delay
 
 
 @dataclass(frozen=True)
@@ -105,6 +145,7 @@ class EmulatedSMBus:
         bus_hz: int = 100_000,
         bus_number: int = 1,
         transaction_overhead_s: float = 0.0,
+        jitter: HostJitter | None = None,
     ) -> None:
         if not bus_hz > 0:
             raise EmulationError(f"EmulatedSMBus: bus_hz={bus_hz!r} must be > 0")
@@ -125,7 +166,8 @@ class EmulatedSMBus:
         # BusStats' fields by name: whole counts, and seconds as floats.
         self._counters: dict[str, Any] = dict.fromkeys(BusStats.__dataclass_fields__, 0)
         self._pending_stalls: deque[float] = deque()
-        self._pending_errors: deque[int] = deque()
+        self._pending_errors: deque[tuple[int, bool]] = deque()
+        self.jitter = jitter
         self.fd: int | None = -1  # not a real descriptor; None once closed, as in smbus2
 
     # ------------------------------------------------------------------ devices and faults
@@ -156,16 +198,20 @@ class EmulatedSMBus:
         with self._lock:
             self._pending_stalls.extend([float(extra_seconds)] * transactions)
 
-    def inject_errors(self, error_number: int, transactions: int = 1) -> None:
+    def inject_errors(
+        self, error_number: int, transactions: int = 1, *, mid_burst: bool = False
+    ) -> None:
         """The next *transactions* transactions fail with ``OSError(error_number)`` after the
-        address byte, touching no device (EIO 5, EBUSY 16, ETIMEDOUT 110 are seen on Pis)."""
+        address byte, touching no device (EIO 5, EBUSY 16, ETIMEDOUT 110 are seen on Pis).
+        ``mid_burst``: the failure comes at the end of the read instead, after the device
+        has given (and a FIFO has lost) every byte; the caller receives none of them."""
         if error_number <= 0 or transactions < 1:
             raise EmulationError(
                 f"{self._name}: inject_errors(error_number={error_number!r}, "
                 f"transactions={transactions!r}) needs a positive errno and transactions >= 1"
             )
         with self._lock:
-            self._pending_errors.extend([int(error_number)] * transactions)
+            self._pending_errors.extend([(int(error_number), mid_burst)] * transactions)
 
     # ------------------------------------------------------------------ statistics
 
@@ -299,8 +345,17 @@ class EmulatedSMBus:
         with self._lock:
             if self.fd is None:
                 raise _os_error(errno.EBADF)
+            if self.jitter is not None:
+                # The host is late issuing the transaction: the devices see it later.
+                self.clock.sleep(self.jitter.draw())
             stall = self._pending_stalls.popleft() if self._pending_stalls else 0.0
-            injected = self._pending_errors.popleft() if self._pending_errors else None
+            injected, mid_burst = (
+                self._pending_errors.popleft() if self._pending_errors else (None, False)
+            )
+            if mid_burst:
+                injected_after, injected = injected, None
+            else:
+                injected_after = None
             results: list[bytes] = []
             lengths: list[int] = []
             error: OSError | None = None
@@ -325,6 +380,8 @@ class EmulatedSMBus:
                     results.append(data)
                     lengths.append(len(data))
                     read += len(data)
+            if error is None and injected_after is not None:
+                error = _os_error(injected_after)
             cost = self.transaction_seconds(lengths) + stall
             counters = self._counters
             counters["transactions"] += 1

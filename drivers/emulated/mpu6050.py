@@ -22,9 +22,31 @@ map). What the chip does here, and where the documents say so:
 * INT_STATUS (RM 4.16): cleared when read (or on any read when INT_PIN_CFG.INT_RD_CLEAR).
 * Temperature (RM 4.18): degC = TEMP_OUT / 340 + 36.53.
 
+What a chip on a wearable does that an ideal one does not (the "honest" part):
+
+* The sample clock is the chip's own (PS 6.4: the internal oscillator or the gyro PLL, a few
+  per cent off nominal and drifting with temperature): ``clock_offset`` (a fraction, +0.05 is
+  5 % fast) and ``clock_drift_per_s`` (fraction per second of run time) set it.
+* A frame enters the FIFO byte by byte over ``frame_write_s``, so a FIFO_COUNT latched while
+  a frame is being written includes part of it.
+* FIFO capacity by part (the Linux inv_mpu6050 driver's hw_info table): 1024 bytes for the
+  MPU-6000/6050/9150 (WHO_AM_I 0x68), 512 for the MPU-6500/9250/9255 (0x70, 0x71, 0x73),
+  4096 for the ICM-20689 (0x98); 0x72 is not in the kernel's table: 512, the smallest.
+* DEVICE_RESET takes ``reset_s`` (PS: register access after 100 ms at most; the kernel waits
+  INV_MPU6050_POWER_UP_TIME, 100 ms): the chip does not acknowledge until it is done.
+* After wake the gyro settles for ``settle_s`` (PS 6.1: gyro start-up time 30 ms typical; the
+  kernel skips INV_MPU6050_GYRO_STARTUP_TIME, 60 ms): those samples carry a decaying gyro
+  offset and are marked unsettled in the ground truth.
+* ``brown_out()`` resets the chip silently (power-on reset values, asleep, nothing NACKs), as a
+  supply dip beside a vibration motor does.
+* ACCEL_CONFIG2 (0x1D) exists on the 6500-class parts (kernel: INV_MPU6500_REG_ACCEL_CONFIG_2);
+  here it is plain storage on every part.
+* ``record_truth`` keeps every sample the chip produced (time, raw accel+gyro, settled), so a
+  bench can compare each delivered sample with what the chip really sampled.
+
 Not emulated: the DLPF's filtering (DLPF_CFG only selects the gyro output rate), CYCLE and
-standby modes, TEMP_DIS, self-test, motion interrupts, FSYNC, the auxiliary I2C master, DMP,
-start-up times. Registers without behaviour here are plain storage.
+standby modes, TEMP_DIS, self-test, motion interrupts, FSYNC, the auxiliary I2C master, DMP.
+Registers without behaviour here are plain storage.
 
 ``strict=True`` enforces two preconditions the register map states but real chips are
 believed to tolerate: FIFO_RESET acts only when written while USER_CTRL.FIFO_EN is 0 (RM 4.29),
@@ -47,11 +69,32 @@ STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 REGISTER_COUNT = 128
 FIFO_CAPACITY_BYTES = 1024
 
+#: (part name, FIFO bytes) by WHO_AM_I, from the Linux inv_mpu6050 driver's hw_info table;
+#: 0x72 is sold as "MPU6050" but is in no public table: the smallest FIFO is assumed.
+PARTS_BY_WHO_AM_I: dict[int, tuple[str, int]] = {
+    0x68: ("MPU-6050", 1024),
+    0x70: ("MPU-6500", 512),
+    0x71: ("MPU-9250", 512),
+    0x72: ("unlisted 6500-class part", 512),
+    0x73: ("MPU-9255", 512),
+    0x98: ("ICM-20689", 4096),
+}
+#: Gyro start-up time after wake (PS-MPU-6000A 6.1: 30 ms typical).
+GYRO_SETTLE_S = 0.030
+#: DEVICE_RESET until registers answer again (PS: within 100 ms; assumed 50 ms here).
+DEVICE_RESET_S = 0.050
+#: Time for one frame to enter the FIFO; the documents give none (an assumption: 50 us).
+FRAME_WRITE_S = 50e-6
+#: Gyro offset at wake while settling, in LSB, decaying with this time constant.
+SETTLE_OFFSET_LSB = 3000.0
+SETTLE_TIME_CONSTANT_S = 0.010
+
 # Register addresses (RM section 3).
 SMPLRT_DIV = 0x19
 CONFIG = 0x1A
 GYRO_CONFIG = 0x1B
 ACCEL_CONFIG = 0x1C
+ACCEL_CONFIG2 = 0x1D
 FIFO_EN = 0x23
 I2C_MST_STATUS = 0x36
 INT_PIN_CFG = 0x37
@@ -130,6 +173,35 @@ def si_to_raw(samples: np.ndarray, afs_sel: int, fs_sel: int, temperature_c: flo
     return raw.astype(np.int16)
 
 
+class GroundTruth:
+    """Every sample the chip produced, in order: host time, raw accel xyz + gyro xyz (int16,
+    what a frame holds when accel and gyro are enabled) and settled (False while the gyro was
+    starting up)."""
+
+    def __init__(self) -> None:
+        self._times: list[np.ndarray] = []
+        self._raw: list[np.ndarray] = []
+        self._settled: list[np.ndarray] = []
+
+    def record(self, times: np.ndarray, raw: np.ndarray, settled: np.ndarray) -> None:
+        self._times.append(np.array(times, dtype=np.float64))
+        self._raw.append(np.array(raw, dtype=np.int16))
+        self._settled.append(np.array(settled, dtype=bool))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(times (n,), raw (n, 6) int16, settled (n,)) of every sample so far."""
+        if not self._times:
+            return np.empty(0), np.empty((0, 6), np.int16), np.empty(0, bool)
+        return (
+            np.concatenate(self._times),
+            np.concatenate(self._raw),
+            np.concatenate(self._settled),
+        )
+
+    def __len__(self) -> int:
+        return sum(len(t) for t in self._times)
+
+
 class EmulatedMPU6050:
     """The chip. Attach it to :class:`EmulatedSMBus`; it keeps time with *clock*."""
 
@@ -140,15 +212,47 @@ class EmulatedMPU6050:
         *,
         who_am_i: int = 0x68,
         temperature_c: float = 25.0,
-        fifo_capacity: int = FIFO_CAPACITY_BYTES,
+        fifo_capacity: int | None = None,
         strict: bool = False,
+        clock_offset: float = 0.0,
+        clock_drift_per_s: float = 0.0,
+        frame_write_s: float = FRAME_WRITE_S,
+        settle_s: float = GYRO_SETTLE_S,
+        reset_s: float = DEVICE_RESET_S,
+        record_truth: bool = False,
     ) -> None:
+        if not -0.5 < clock_offset < 0.5:
+            raise EmulationError(
+                f"EmulatedMPU6050: clock_offset={clock_offset!r} is not in (-0.5, 0.5)"
+            )
+        for name, value in (
+            ("frame_write_s", frame_write_s),
+            ("settle_s", settle_s),
+            ("reset_s", reset_s),
+        ):
+            if not value >= 0:
+                raise EmulationError(f"EmulatedMPU6050: {name}={value!r} must be >= 0")
         self.motion = motion
         self.clock = clock
         self.temperature_c = float(temperature_c)
-        self.fifo_capacity = int(fifo_capacity)
         self.strict = strict
         self._who_am_i = self._checked_byte(who_am_i, "who_am_i")
+        part = PARTS_BY_WHO_AM_I.get(self._who_am_i, ("unknown part", FIFO_CAPACITY_BYTES))
+        self.part_name = part[0]
+        self.fifo_capacity = int(fifo_capacity) if fifo_capacity is not None else part[1]
+        self.clock_offset = float(clock_offset)
+        self.clock_drift_per_s = float(clock_drift_per_s)
+        self.frame_write_s = float(frame_write_s)
+        self.settle_s = float(settle_s)
+        self.reset_s = float(reset_s)
+        self.truth: GroundTruth | None = GroundTruth() if record_truth else None
+        self._created_at = clock.monotonic()
+        self._resetting_until = -math.inf
+        self._woke_at = -math.inf
+        self._tail = b""  # bytes of the newest frame not yet in the FIFO
+        self._tail_started = 0.0
+        #: Silent resets (brown-outs) so far.
+        self.brown_outs = 0
         self._lock = threading.RLock()
         self._disconnected_until = -math.inf
         self._garbage_until = -math.inf
@@ -165,7 +269,7 @@ class EmulatedMPU6050:
         with self._lock:
             self._now = self.clock.monotonic()
             self._catch_up(self._now)
-            return self._now >= self._disconnected_until
+            return self._now >= self._disconnected_until and self._now >= self._resetting_until
 
     def write(self, data: bytes) -> None:
         with self._lock:
@@ -205,6 +309,16 @@ class EmulatedMPU6050:
             self._disconnected_until = now + seconds
             if power_loss:
                 self._power_on_reset()
+
+    def brown_out(self) -> None:
+        """A silent power-on reset: registers to their reset values, asleep, FIFO empty; the
+        chip keeps acknowledging (nothing tells the host but the registers)."""
+        with self._lock:
+            now = self.clock.monotonic()
+            self._catch_up(now)
+            self._now = now
+            self._power_on_reset()
+            self.brown_outs += 1
 
     def inject_who_am_i(self, value: int) -> None:
         """Answer WHO_AM_I with *value* from now on (clones: 0x70 MPU-6500, 0x98; garbage)."""
@@ -258,6 +372,7 @@ class EmulatedMPU6050:
             self._registers[register] = value
         self._registers[WHO_AM_I] = self._who_am_i
         self._fifo = bytearray()
+        self._tail = b""
         self._last_fifo_byte = 0
         self._count_latch = 0
         self._int_status = 0
@@ -268,6 +383,8 @@ class EmulatedMPU6050:
         # The sample grid restarts whenever the chip wakes or its rate changes.
         self._anchor = self._now
         self._produced_since_anchor = 0
+        self._phase = 0.0  # samples since the anchor, on the chip's own clock
+        self._phase_at = self._now
 
     def _read_register(self, register: int) -> int:
         if register == INT_STATUS:
@@ -304,17 +421,20 @@ class EmulatedMPU6050:
     def _write_pwr_mgmt_1(self, value: int) -> None:
         if value & DEVICE_RESET:
             self._power_on_reset()
+            self._resetting_until = self._now + self.reset_s
             return
         was_asleep = self._asleep()
         self._registers[PWR_MGMT_1] = value
         if was_asleep and not self._asleep():
             self._restart_sampling()
+            self._woke_at = self._now
 
     def _write_user_ctrl(self, value: int) -> None:
         self_clearing = USER_CTRL_FIFO_RESET | USER_CTRL_I2C_MST_RESET | USER_CTRL_SIG_COND_RESET
         self._registers[USER_CTRL] = value & ~self_clearing & 0xFF
         if value & USER_CTRL_FIFO_RESET and not (self.strict and value & USER_CTRL_FIFO_EN):
             self._fifo.clear()
+            self._tail = b""
         if value & USER_CTRL_SIG_COND_RESET:
             self._registers[ACCEL_XOUT_H : GYRO_XOUT_H + 6] = bytes(14)
 
@@ -356,12 +476,22 @@ class EmulatedMPU6050:
         gyro_output_hz = 8000.0 if dlpf_cfg in (0, 7) else 1000.0
         return gyro_output_hz / (1 + self._registers[SMPLRT_DIV])
 
+    def _chip_rate_at(self, t: float) -> float:
+        """Samples per host second at host time *t*: nominal, times the chip's clock error."""
+        error = self.clock_offset + self.clock_drift_per_s * (t - self._created_at)
+        return self._sample_rate_hz() * (1.0 + min(0.5, max(-0.5, error)))
+
     def _catch_up(self, now: float) -> None:
         """Produce, in one vectorised step, every sample due between the last access and now."""
-        if self._asleep() or now <= self._anchor:
+        self._finish_tail(now)
+        if self._asleep() or now <= self._phase_at:
             return
-        rate = self._sample_rate_hz()
-        due = math.floor((now - self._anchor) * rate + _DUE_EPSILON)
+        # The chip's clock over the step: its rate at the middle of the step (drift is slow).
+        rate = self._chip_rate_at(0.5 * (now + self._phase_at))
+        phase_before, at_before = self._phase, self._phase_at
+        self._phase = phase_before + (now - at_before) * rate
+        self._phase_at = now
+        due = math.floor(self._phase + _DUE_EPSILON)
         count = due - self._produced_since_anchor
         if count <= 0:
             return
@@ -369,19 +499,53 @@ class EmulatedMPU6050:
         frame_bytes = 2 * len(columns)
         # Only the newest samples can still be seen: the FIFO's capacity and the registers.
         needed = min(count, self.fifo_capacity // frame_bytes + 2) if frame_bytes else 1
+        if self.truth is not None:
+            needed = count  # the ground truth wants every sample
         indices = np.arange(due - needed + 1, due + 1, dtype=np.float64)
-        times = self._anchor + indices / rate
+        times = at_before + (indices - phase_before) / rate
         raw = self._sample(times)
         self._registers[ACCEL_XOUT_H : GYRO_XOUT_H + 6] = raw[-1].astype(">i2").tobytes()
+        if self.truth is not None:
+            settled = times >= self._woke_at + self.settle_s
+            self.truth.record(times, raw[:, [0, 1, 2, 4, 5, 6]], settled)
         if frame_bytes:
             skipped_bytes = (count - needed) * frame_bytes
             self.fifo_bytes_lost += skipped_bytes
             if skipped_bytes:
                 self._raise_interrupt(FIFO_OFLOW_INT)
-            self._push_fifo(raw[:, columns].astype(">i2").tobytes())
+            frames = raw[:, columns].astype(">i2").tobytes()
+            # The newest frame may still be entering the FIFO, byte by byte.
+            written = self._bytes_written(now - float(times[-1]), frame_bytes)
+            cut = len(frames) - frame_bytes + written
+            self._push_fifo(frames[:cut])
+            self._tail, self._tail_started = frames[cut:], float(times[-1])
         self._raise_interrupt(DATA_RDY_INT)
         self._produced_since_anchor = due
         self.samples_produced += count
+
+    def _bytes_written(self, since_start: float, frame_bytes: int) -> int:
+        if self.frame_write_s <= 0 or since_start >= self.frame_write_s:
+            return frame_bytes
+        return min(frame_bytes, 1 + int(since_start / self.frame_write_s * frame_bytes))
+
+    def _finish_tail(self, now: float) -> None:
+        if not self._tail:
+            return
+        frame_bytes = 2 * len(self._fifo_columns()) or len(self._tail)
+        already = frame_bytes - len(self._tail)
+        written = self._bytes_written(now - self._tail_started, frame_bytes) - already
+        if written > 0:
+            self._push_fifo(self._tail[:written])
+            self._tail = self._tail[written:]
+
+    def _sample_with_settling(self, times: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        since_wake = times - self._woke_at
+        settling = since_wake < self.settle_s
+        if settling.any():
+            offset = SETTLE_OFFSET_LSB * np.exp(-since_wake[settling] / SETTLE_TIME_CONSTANT_S)
+            gyro = raw[settling, 4:7].astype(np.float64) + offset[:, None]
+            raw[settling, 4:7] = np.clip(np.rint(gyro), -32768, 32767).astype(np.int16)
+        return raw
 
     def _sample(self, times: np.ndarray) -> np.ndarray:
         samples = np.asarray(self.motion.read(times), dtype=np.float64)
@@ -397,4 +561,4 @@ class EmulatedMPU6050:
         if garbled.any():
             noise = self._garbage.integers(-32768, 32768, size=(int(garbled.sum()), 7))
             raw[garbled] = noise.astype(np.int16)
-        return raw
+        return self._sample_with_settling(times, raw)

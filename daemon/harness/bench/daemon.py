@@ -24,6 +24,10 @@ import numpy as np
 import yaml
 
 from odar.config import Config, load_config
+from odar.drivers.emulated.bus import HostJitter
+from odar.drivers.emulated.mpu6050 import PARTS_BY_WHO_AM_I
+from odar.engine import Engine
+from odar.harness.bench.sensor import today_poll_interval_s
 from odar.harness.data import DEMO_CONFIG, with_artifacts
 from odar.harness.demo import DemoRecorder
 from odar.harness.emulated_wearable import EmulatedWearable
@@ -106,6 +110,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the emulated wearer")
     parser.add_argument("--verbose", action="store_true", help="the daemon's info lines on stderr")
+    parser.add_argument(
+        "--rate", type=float, default=None, help="sensor rate, Hz (default: config)"
+    )
+    parser.add_argument(
+        "--chip-clock", type=float, default=0.0, help="chip clock error (0.05: 5 %% fast)"
+    )
+    parser.add_argument("--jitter", action="store_true", help="host jitter before transactions")
+    parser.add_argument(
+        "--part", type=lambda t: int(t, 0), default=0x68, help="WHO_AM_I of the emulated part"
+    )
+    parser.add_argument(
+        "--silent-reset-every", type=float, default=0.0, help="a brown-out every S virtual s"
+    )
+    parser.add_argument(
+        "--stall-every", type=float, default=0.0, help="a 330 ms host stall every S virtual s"
+    )
+    parser.add_argument(
+        "--baseline-loop",
+        action="store_true",
+        help="run the daemon a second time with the sensor loop it had before, for comparison",
+    )
+    parser.add_argument(
+        "--threads-only", action="store_true", help="only the 1-vs-2-threads bottleneck timing"
+    )
+    parser.add_argument(
+        "--threads-windows",
+        type=int,
+        default=300,
+        help="windows timed through the bottleneck with 1 and with 2 interpreter threads "
+        "(0 skips it)",
+    )
 
 
 class TimingNotifier(SystemdNotifier):
@@ -294,6 +329,32 @@ def run(args: argparse.Namespace) -> int:
             f"--idle-seconds > {3 * BASELINE_MARGIN:g}"
         )
     base = with_artifacts(load_config(args.config), args.artifacts)
+    if args.rate is not None:
+        sensor = dataclasses.replace(base.sensor, rate_hz=args.rate)
+        base = dataclasses.replace(base, sensor=sensor)
+    if args.threads_only:
+        threads = time_threads(base, max(1, args.threads_windows))
+        print(json.dumps(threads, indent=2) if args.json else render_threads(threads))
+        return 0
+    report = run_once(args, base, Daemon)
+    if args.baseline_loop:
+        report["today_loop"] = run_once(args, base, TodaysLoopDaemon)
+    if args.threads_windows > 0:
+        report["threads"] = time_threads(base, args.threads_windows)
+    status = report["exit_status"]
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+        if "today_loop" in report:
+            print(render(report["today_loop"]).replace("odar bench daemon", "today's loop"))
+        if "threads" in report:
+            print(render_threads(report["threads"]))
+    return status
+
+
+def run_once(args: argparse.Namespace, base: Config, daemon_type: type[Daemon]) -> dict[str, Any]:
+    """One run of the daemon (or of the bench's copy with the old sensor loop)."""
     with tempfile.TemporaryDirectory(prefix="odar-bench-") as scratch:
         scenario = Path(scratch) / "bench.yaml"
         scenario.write_text(
@@ -304,22 +365,147 @@ def run(args: argparse.Namespace) -> int:
         age_at_run = process_age_seconds()
         run_called = time.monotonic()
         world = EmulatedWearable.open(config, args.config.resolve().parent)
+        unkind = make_unkind(world, args)
         recorder = BenchRecorder(world.motion)
         notifier = TimingNotifier()
-        daemon = Daemon(config, world.wearable, notifier=notifier, observer=recorder)
+        daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
         idle = IdleMeter(daemon, args.idle_seconds)
         idle.start()
+        unkind.start()
         status = world.run(daemon)
+        unkind.stop.set()
         wall = time.monotonic() - run_called
         idle.join(timeout=1.0)
         report = summarise(daemon, recorder, notifier, idle, args, run_called, age_at_run)
         report["wall_seconds"] = round(wall, 2)
         report["exit_status"] = status
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(render(report))
-    return status
+        report["sensor"] = sensor_figures(daemon, world, unkind)
+    return report
+
+
+class Unkindness(threading.Thread):
+    """Silent resets and host stalls on the world's clock, while the daemon runs."""
+
+    def __init__(self, world: EmulatedWearable, reset_every: float, stall_every: float) -> None:
+        super().__init__(name="bench-unkindness", daemon=True)
+        self.world = world
+        self.reset_every, self.stall_every = reset_every, stall_every
+        self.stop = threading.Event()
+        self.resets = self.stalls = 0
+
+    def run(self) -> None:
+        if self.reset_every <= 0 and self.stall_every <= 0:
+            return
+        clock = self.world.wearable.clock
+        begin = clock.monotonic()
+        next_reset = begin + self.reset_every if self.reset_every > 0 else float("inf")
+        next_stall = begin + self.stall_every if self.stall_every > 0 else float("inf")
+        while not self.stop.is_set():
+            now = clock.monotonic()
+            if now >= next_reset:
+                self.world.sensor.chip.brown_out()
+                self.resets += 1
+                next_reset += self.reset_every
+            if now >= next_stall:
+                self.world.sensor.bus.inject_stall(STALL_SECONDS)
+                self.stalls += 1
+                next_stall += self.stall_every
+            clock.sleep(
+                min(next_reset, next_stall) - now if min(next_reset, next_stall) > now else 0.01
+            )
+
+
+#: The host stall of the issue's fault scenario.
+STALL_SECONDS = 0.330
+
+
+def make_unkind(world: EmulatedWearable, args: argparse.Namespace) -> Unkindness:
+    """The chip and host of the arguments: clock error, jitter, part; faults on a thread."""
+    chip, bus = world.sensor.chip, world.sensor.bus
+    chip.clock_offset = args.chip_clock
+    if args.jitter:
+        bus.jitter = HostJitter(seed=args.seed)
+    if args.part != chip.peek(0x75):
+        chip.inject_who_am_i(args.part)
+        chip.fifo_capacity = PARTS_BY_WHO_AM_I[args.part][1]
+    return Unkindness(world, args.silent_reset_every, args.stall_every)
+
+
+def sensor_figures(daemon: Daemon, world: EmulatedWearable, unkind: Unkindness) -> dict[str, Any]:
+    counters = daemon.wearable.sensor.counters
+    return {
+        "chip_clock_offset": world.sensor.chip.clock_offset,
+        "jitter": world.sensor.bus.jitter is not None,
+        "part": f"{world.sensor.chip.peek(0x75):#04x}",
+        "fifo_bytes": world.sensor.chip.fifo_capacity,
+        **{
+            k: getattr(counters, k)
+            for k in (
+                "samples",
+                "lost",
+                "gaps",
+                "overflows",
+                "resets_detected",
+                "misalignments",
+                "i2c_errors",
+            )
+        },
+        "silent_resets_injected": unkind.resets,
+        "stalls_injected": unkind.stalls,
+        "chip_fifo_bytes_lost": world.sensor.chip.fifo_bytes_lost,
+        "read_mode": daemon.wearable.sensor.read_mode,
+    }
+
+
+class TodaysLoopDaemon(Daemon):
+    """The daemon with the sensor loop it had before odar.sensor_reader: read, append, then
+    sleep the old poll interval (min(0.1 s, half an MPU-6050 FIFO)). For comparison only."""
+
+    def _sensor_loop(self) -> None:
+        sensor, clock = self.wearable.sensor, self.wearable.clock
+        interval = today_poll_interval_s(sensor.actual_rate_hz)
+        try:
+            while not self._halt.is_set():
+                block = sensor.read()
+                if len(block) or block.gap:
+                    self.ring.append(block)
+                clock.sleep(interval)
+        except Exception as error:
+            self._fail(f"sensor loop: {error}")
+
+
+def time_threads(base: Config, windows: int) -> dict[str, Any]:
+    """The bottleneck on the same windows with 1 and 2 interpreter threads, interleaved so
+    both see the same machine load: per-window wall time percentiles in ms."""
+    rng = np.random.default_rng(0)
+    engines = {n: Engine.load(base.paths.artifacts_dir, n) for n in (1, 2)}
+    shape = engines[1].bottleneck.window_shape
+    batch = rng.normal(0.0, 1.0, size=(windows, *shape)).astype(np.float32)
+    times: dict[int, list[float]] = {1: [], 2: []}
+    for window in batch:
+        for n, engine in engines.items():
+            started = time.perf_counter()
+            engine.bottleneck.features(window)
+            times[n].append(time.perf_counter() - started)
+    return {
+        f"{n}_thread{'s' if n > 1 else ''}": {
+            "windows": windows,
+            "p50_ms": float(np.percentile(t, 50) * 1e3),
+            "p99_ms": float(np.percentile(t, 99) * 1e3),
+            "max_ms": float(np.max(t) * 1e3),
+        }
+        for n, t in times.items()
+    }
+
+
+def render_threads(threads: dict[str, Any]) -> str:
+    lines = ["bottleneck per window, interleaved on this machine:"]
+    for name, t in threads.items():
+        lines.append(
+            f"  {name}: p50 {t['p50_ms']:.3f} ms, p99 {t['p99_ms']:.3f} ms, "
+            f"max {t['max_ms']:.3f} ms over {t['windows']} windows"
+        )
+    return "\n".join(lines)
 
 
 def summarise(
@@ -427,4 +613,14 @@ def render(report: dict[str, Any]) -> str:
         "from building the Daemon",
         f"{report['epochs']} epochs trained; {report['wall_seconds']} s wall",
     ]
+    sensor = report.get("sensor")
+    if sensor:
+        lines.append(
+            f"sensor: part {sensor['part']} ({sensor['fifo_bytes']}-byte FIFO), chip clock "
+            f"{sensor['chip_clock_offset']:+.1%}, jitter {'on' if sensor['jitter'] else 'off'}, "
+            f"{sensor['read_mode']} reads; {sensor['samples']} samples, {sensor['lost']} lost, "
+            f"{sensor['gaps']} gaps, {sensor['overflows']} overflows; silent resets "
+            f"{sensor['silent_resets_injected']} injected / {sensor['resets_detected']} "
+            f"detected, stalls {sensor['stalls_injected']} injected"
+        )
     return "\n".join(lines)

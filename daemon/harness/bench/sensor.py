@@ -1,10 +1,17 @@
-"""``odar bench sensor``: the FIFO driver against a per-register poller, in virtual time.
+"""``odar bench sensor``: the daemon's own read loop on an honest emulated chip, beside the
+loop it replaced and a per-register poller, in virtual time.
 
-Both read the same register-level emulated MPU-6050 on the same emulated I2C bus model
-(``harness.sensor_rig``), in one process, in virtual time: 600 s of sensor traffic cost only the
-CPU time of the driver and the emulator. ``--disconnects N`` adds the fault scenario: N loose
-wires of 50-500 ms through driver, ring buffer and window cutter. What each figure means is
-in :data:`DEFINITIONS`, which the JSON repeats under ``definitions``.
+The main figures are the daemon's loop (:mod:`odar.sensor_reader`: driver -> ring buffer ->
+window cutter, reads planned on the clock and aligned to window ends); ``today`` is the same
+driver read by the loop the daemon had before (sleep a poll interval after each read);
+``baseline`` is a per-register poller. All read the same register-level emulated MPU-6050 on
+the same emulated I2C bus (``harness.sensor_rig``), in virtual time: 600 s of sensor traffic cost
+only the CPU time of the code. The chip is honest: its clock ``--chip-clock`` off, host jitter
+before transactions (``--no-jitter`` to turn off), clone parts (``--part``), silent resets
+(``--silent-reset-every``) and host stalls (``--stall-every``); it records every sample it
+takes, and each delivered sample is compared with that record. ``--disconnects N`` adds the
+loose-wire scenario. What each figure means is in :data:`DEFINITIONS` (the JSON's
+``definitions``).
 """
 
 from __future__ import annotations
@@ -22,14 +29,28 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from odar.drivers.emulated.bus import BITS_PER_BYTE, START_BITS, STOP_BITS, EmulatedSMBus
+from odar.drivers.emulated.bus import (
+    BITS_PER_BYTE,
+    START_BITS,
+    STOP_BITS,
+    EmulatedSMBus,
+    HostJitter,
+)
 from odar.drivers.emulated.motion import ACTIVITIES, MotionSource
-from odar.drivers.mpu6050 import MPU6050, SensorBlock, bus_can_carry, nearest_sample_rate
+from odar.drivers.emulated.truth import compare_with_truth, to_raw
+from odar.drivers.mpu6050 import (
+    MPU6050,
+    SensorBlock,
+    bus_can_carry,
+    nearest_sample_rate,
+    si_scale,
+)
 from odar.drivers.mpu6050_registers import FIFO_CAPACITY_SAMPLES
 from odar.drivers.sensor_settings import SensorSettings
 from odar.harness.bench.register_poller import RegisterPoller
 from odar.harness.sensor_rig import StillMotion, build_emulated_sensor, wearer_motion
 from odar.ring_buffer import RingBuffer
+from odar.sensor_reader import SensorReader
 from odar.windows import Window, WindowCutter
 
 DEFINITIONS = {
@@ -63,6 +84,28 @@ DEFINITIONS = {
     ),
     "driver_cpu_us_per_sample": "driver_cpu_seconds / samples_received, in microseconds",
     "ratio": "baseline / driver, per received sample",
+    "today": (
+        "the same figures for the loop the daemon had before (read, then sleep "
+        "min(0.1 s, half an MPU-6050 FIFO) after each read), same chip, same seeds"
+    ),
+    "truth": (
+        "every delivered sample looked up among the samples the emulated chip took: "
+        "misaligned = matches none (bytes of two frames), settling = taken while the gyro was "
+        "starting up, not_delivered = taken between the first and last delivered but never "
+        "delivered (compare samples_lost); timestamp_error = delivered timestamp minus the "
+        "chip's sampling instant"
+    ),
+    "windows": (
+        "windows the window cutter made (400 model samples, hop 100, decimated to 100 Hz); "
+        "bad = holding a misaligned or settling sample; ready_latency = virtual time from a "
+        "window's last sample to the end of the read that delivered it (the FIFO wait and "
+        "the bus; the daemon adds its compute)"
+    ),
+    "faults": (
+        "silent resets and host stalls injected; chip_overflow_episodes = reads after which "
+        "the emulated FIFO had dropped bytes; detected = the driver's overflows and "
+        "resets_detected; warnings = warning lines logged during the stream (one per fault)"
+    ),
     "disconnects": (
         "the fault scenario: every disconnect must be marked by exactly one gap, the stream "
         "must resume before the next, no window may overlap a disconnect or hold a hole "
@@ -73,7 +116,32 @@ DEFINITIONS = {
 
 #: The issue's targets at 1 kHz on a 400 kHz bus.
 MAX_BYTES_PER_SAMPLE = 12.5
-MAX_TRANSACTIONS_PER_SECOND = 25.0
+MAX_TRANSACTIONS_PER_SECOND = 30.0
+#: The daemon's windows: model samples, hop, model rate.
+WINDOW_SAMPLES = 400
+HOP_SAMPLES = 100
+MODEL_RATE_HZ = 100.0
+
+
+def today_poll_interval_s(rate_hz: float) -> float:
+    """The loop the daemon had before: this long asleep after every read."""
+    return min(0.100, 0.5 * FIFO_CAPACITY_SAMPLES / rate_hz)
+
+
+@dataclass(frozen=True)
+class ChipConditions:
+    """How unkind the emulated chip and host are in a run."""
+
+    clock_offset: float = 0.0
+    clock_drift_per_s: float = 0.0
+    jitter: bool = True
+    who_am_i: int = 0x68
+    silent_reset_every_s: float = 0.0
+    stall_every_s: float = 0.0
+    stall_s: float = 0.330
+    seed: int = 0
+
+
 #: Warnings a run shows on stderr before it only counts them.
 SHOWN_WARNINGS = 5
 #: Disconnect lengths (s) in the fault scenario, and the quiet time after each on top of
@@ -227,6 +295,7 @@ class StreamRun:
     cpu_seconds: float = 0.0
     emulator_cpu_seconds: float = 0.0
     log: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def figures(self) -> dict[str, Any]:
         assert self.wire is not None
@@ -259,7 +328,57 @@ class StreamRun:
             "driver_cpu_us_per_sample": driver_cpu / received * 1e6,
             "cpu_us_per_sample": self.cpu_seconds / received * 1e6,
             "log": self.log,
+            **self.extra,
         }
+
+
+class LoopTrace:
+    """What a loop delivered, block by block, and the windows cut from it."""
+
+    def __init__(self, cutter: WindowCutter, clock: Any) -> None:
+        self.cutter = cutter
+        self.clock = clock
+        self.samples: list[np.ndarray] = []
+        self.stamps: list[np.ndarray] = []
+        self.windows: list[tuple[int, float, float]] = []  # seq, t_end, ready at
+        self.received = 0
+
+    def take(self, block: SensorBlock) -> None:
+        ready_at = self.clock.monotonic()
+        if len(block):
+            self.samples.append(block.samples)
+            self.stamps.append(block.timestamps)
+            self.received += len(block)
+        while (window := self.cutter.poll()) is not None:
+            self.windows.append((window.seq, window.t_end, ready_at))
+
+    def figures(self, truth: Any, scale: np.ndarray, window_raw: int) -> dict[str, Any]:
+        if not self.samples:
+            return {"truth": None, "windows": {"count": 0}}
+        samples = np.concatenate(self.samples)
+        stamps = np.concatenate(self.stamps)
+        comparison = compare_with_truth(truth, to_raw(samples, scale), stamps)
+        bad_sample = comparison.misaligned | comparison.settling
+        bad_before = np.r_[0, np.cumsum(bad_sample)]
+        windows = np.array(self.windows, dtype=np.float64).reshape(-1, 3)
+        seqs = windows[:, 0].astype(np.int64)
+        ends = np.minimum(seqs + window_raw, len(bad_sample))
+        bad_windows = int(np.count_nonzero(bad_before[ends] - bad_before[seqs]))
+        latency = windows[:, 2] - windows[:, 1]
+        return {
+            "truth": comparison.summary(),
+            "windows": {
+                "count": len(windows),
+                "bad": bad_windows,
+                "ready_latency_p50_ms": percentile_ms(latency, 50),
+                "ready_latency_p99_ms": percentile_ms(latency, 99),
+                "ready_latency_max_ms": float(latency.max() * 1e3) if latency.size else None,
+            },
+        }
+
+
+def percentile_ms(values: np.ndarray, q: float) -> float | None:
+    return float(np.percentile(values, q) * 1e3) if values.size else None
 
 
 def measure_stream(
@@ -268,15 +387,37 @@ def measure_stream(
     seconds: float,
     motion: MotionSource,
     logger: logging.Logger | None = None,
+    *,
+    loop: str = "poll",
+    conditions: ChipConditions | None = None,
+    read_mode: str = "auto",
 ) -> StreamRun:
-    """Start a reader on a fresh emulated sensor and stream ``seconds`` of virtual time."""
+    """Start a reader on a fresh emulated sensor and stream ``seconds`` of virtual time.
+
+    ``loop``: "daemon" (odar.sensor_reader with ring and cutter), "today" (read, then sleep
+    the old poll interval), "poll" (read every reader.poll_interval_s, for the poller).
+    """
     logger = logger if logger is not None else log
+    conditions = conditions if conditions is not None else ChipConditions(jitter=False)
     tally = LogTally()
     logger.addHandler(tally)
     try:
-        sensor = build_emulated_sensor(settings, motion)
+        sensor = build_emulated_sensor(
+            settings,
+            motion,
+            who_am_i=conditions.who_am_i,
+            jitter=HostJitter(seed=conditions.seed) if conditions.jitter else None,
+            clock_offset=conditions.clock_offset,
+            clock_drift_per_s=conditions.clock_drift_per_s,
+            record_truth=loop != "poll",
+        )
         timed_bus = CpuTimedBus(sensor.bus)
-        reader = reader_type(timed_bus, settings, clock=sensor.clock, logger=logger)
+        if reader_type is MPU6050:
+            reader: Any = MPU6050(
+                timed_bus, settings, clock=sensor.clock, logger=logger, read_mode=read_mode
+            )
+        else:
+            reader = reader_type(timed_bus, settings, clock=sensor.clock, logger=logger)
         reader.start()
         sensor.bus.reset_stats()
         timed_bus.cpu_seconds = 0.0
@@ -285,17 +426,21 @@ def measure_stream(
         produced_before = sensor.chip.samples_produced
         # The start-up's own counts are not the stream's.
         before = dataclasses.replace(reader.counters)
-        received = 0
-
-        def count(block: SensorBlock) -> None:
-            nonlocal received
-            received += len(block)
+        warnings_before = tally.counts.get("warning", 0)
+        decimation = max(1, round(reader.actual_rate_hz / MODEL_RATE_HZ))
+        ring = RingBuffer(max(4 * WINDOW_SAMPLES * decimation, 8192))
+        cutter = WindowCutter(ring, WINDOW_SAMPLES, HOP_SAMPLES, decimation, start_seq=0)
+        trace = LoopTrace(cutter, sensor.clock)
+        faults = FaultClock(sensor, conditions)
 
         cpu_before = time.process_time()
-        poll_for(reader, sensor.clock, seconds, count)
+        if loop == "poll":
+            poll_for(reader, sensor.clock, seconds, trace.take)
+        else:
+            stream_loop(loop, reader, ring, sensor.clock, seconds, trace, faults)
         run.cpu_seconds = time.process_time() - cpu_before
         run.emulator_cpu_seconds = timed_bus.cpu_seconds
-        run.received = received
+        run.received = trace.received
         run.lost = reader.counters.lost - before.lost
         run.gaps = reader.counters.gaps - before.gaps
         run.overflows = reader.counters.overflows - before.overflows
@@ -303,10 +448,87 @@ def measure_stream(
         run.chip_produced = sensor.chip.samples_produced - produced_before
         run.fifo_at_end = sensor.samples_in_fifo
         run.wire = WireSnapshot.of(sensor.bus)
+        if loop != "poll":
+            run.extra = trace.figures(
+                sensor.chip.truth, si_scale(settings), WINDOW_SAMPLES * decimation
+            )
+            run.extra["faults"] = {
+                "silent_resets_injected": faults.resets,
+                "stalls_injected": faults.stalls,
+                "chip_overflow_episodes": faults.overflow_episodes,
+                "overflows_detected": run.overflows,
+                "resets_detected": reader.counters.resets_detected - before.resets_detected,
+                "misalignments": reader.counters.misalignments - before.misalignments,
+                "warnings": tally.counts.get("warning", 0) - warnings_before,
+            }
+            run.extra["read_mode"] = reader.read_mode
+            run.extra["fifo_bytes"] = reader.fifo_bytes
+            run.extra["measured_rate_hz"] = reader.measured_rate_hz
     finally:
         logger.removeHandler(tally)
     run.log = {"counts": tally.counts, "first": tally.first}
     return run
+
+
+class FaultClock:
+    """Injects the conditions' silent resets and host stalls on schedule, counts chip
+    overflow episodes."""
+
+    def __init__(self, sensor: Any, conditions: ChipConditions) -> None:
+        self.sensor = sensor
+        self.conditions = conditions
+        now = sensor.clock.monotonic()
+        every_reset, every_stall = conditions.silent_reset_every_s, conditions.stall_every_s
+        self.next_reset = now + every_reset if every_reset > 0 else math.inf
+        self.next_stall = now + every_stall if every_stall > 0 else math.inf
+        self.resets = self.stalls = self.overflow_episodes = 0
+        self._bytes_lost = sensor.chip.fifo_bytes_lost
+
+    def before_read(self, now: float) -> None:
+        if now >= self.next_reset:
+            self.sensor.chip.brown_out()
+            self.resets += 1
+            self.next_reset += self.conditions.silent_reset_every_s
+        if now >= self.next_stall:
+            self.sensor.bus.inject_stall(self.conditions.stall_s)
+            self.stalls += 1
+            self.next_stall += self.conditions.stall_every_s
+
+    def after_read(self) -> None:
+        lost = self.sensor.chip.fifo_bytes_lost
+        if lost > self._bytes_lost:
+            self.overflow_episodes += 1
+        self._bytes_lost = lost
+
+
+def stream_loop(
+    loop: str,
+    driver: MPU6050,
+    ring: RingBuffer,
+    clock: Any,
+    seconds: float,
+    trace: LoopTrace,
+    faults: FaultClock,
+) -> None:
+    """The daemon's loop (``odar.sensor_reader``) or the one it replaced, for ``seconds``."""
+    end = clock.monotonic() + seconds
+    if loop == "daemon":
+        reader = SensorReader(driver, ring, clock, window_end_seq=trace.cutter.next_window_end_seq)
+        while clock.monotonic() < end:
+            faults.before_read(clock.monotonic())
+            block = reader.step()
+            faults.after_read()
+            trace.take(block)
+        return
+    interval = today_poll_interval_s(driver.actual_rate_hz)
+    while clock.monotonic() < end:
+        faults.before_read(clock.monotonic())
+        block = driver.read()
+        if len(block) or block.gap:
+            ring.append(block)
+        faults.after_read()
+        trace.take(block)
+        clock.sleep(interval)
 
 
 # -- the fault scenario --------------------------------------------------------------------
@@ -507,6 +729,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the emulated wearer")
     parser.add_argument(
+        "--chip-clock",
+        type=float,
+        default=0.0,
+        help="the chip's sample clock error as a fraction (0.05: 5 %% fast, -0.08: 8 %% slow)",
+    )
+    parser.add_argument(
+        "--chip-drift", type=float, default=0.0, help="its drift, fraction per second"
+    )
+    parser.add_argument(
+        "--no-jitter", action="store_true", help="no host scheduling jitter or preemption"
+    )
+    parser.add_argument(
+        "--part",
+        type=lambda text: int(text, 0),
+        default=0x68,
+        help="WHO_AM_I of the emulated part: 0x68 (1024-byte FIFO), 0x70-0x73 (512), 0x98 (4096)",
+    )
+    parser.add_argument(
+        "--silent-reset-every", type=float, default=0.0, help="a brown-out every S seconds"
+    )
+    parser.add_argument(
+        "--stall-every", type=float, default=0.0, help="a host stall every S seconds"
+    )
+    parser.add_argument("--stall-seconds", type=float, default=0.330, help="each stall's length")
+    parser.add_argument(
+        "--read-mode",
+        default="auto",
+        choices=["auto", "count-then-data"],
+        help="auto: the combined read where proven; count-then-data: the kernel's way only",
+    )
+    parser.add_argument(
+        "--no-today", action="store_true", help="skip the run of the loop the daemon had before"
+    )
+    parser.add_argument(
         "--disconnects", type=int, default=0, help="also run N loose-wire disconnects"
     )
     parser.add_argument(
@@ -518,6 +774,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def conditions_from(args: argparse.Namespace) -> ChipConditions:
+    return ChipConditions(
+        clock_offset=args.chip_clock,
+        clock_drift_per_s=args.chip_drift,
+        jitter=not args.no_jitter,
+        who_am_i=args.part,
+        silent_reset_every_s=args.silent_reset_every,
+        stall_every_s=args.stall_every,
+        stall_s=args.stall_seconds,
+        seed=args.seed,
+    )
+
+
+def faults_handled(figures: dict[str, Any]) -> bool:
+    """Every fault detected and logged once, no bad window, nothing misaligned delivered."""
+    faults, truth = figures.get("faults"), figures.get("truth")
+    if not faults or not truth:
+        return False
+    detected = faults["overflows_detected"] + faults["resets_detected"] + faults["misalignments"]
+    return bool(
+        faults["resets_detected"] == faults["silent_resets_injected"]
+        and faults["overflows_detected"] == faults["chip_overflow_episodes"]
+        and faults["warnings"] == detected
+        and figures["windows"]["bad"] == 0
+        and truth["samples_misaligned"] == 0
+        and truth["samples_settling"] == 0
+    )
+
+
 def _motion(name: str, seed: int) -> MotionSource:
     return StillMotion() if name == "still" else wearer_motion(name, seed)
 
@@ -527,8 +812,16 @@ def bench(args: argparse.Namespace, logger: logging.Logger | None = None) -> dic
     settings = SensorSettings(rate_hz=args.rate, bus_hz=args.bus_hz, dlpf_cfg=args.dlpf)
     smplrt_div, actual_rate = nearest_sample_rate(settings)
     fits, needed = bus_can_carry(settings)
+    conditions = conditions_from(args)
     driver = measure_stream(
-        MPU6050, settings, args.seconds, _motion(args.motion, args.seed), logger
+        MPU6050,
+        settings,
+        args.seconds,
+        _motion(args.motion, args.seed),
+        logger,
+        loop="daemon",
+        conditions=conditions,
+        read_mode=args.read_mode,
     )
     report: dict[str, Any] = {
         "settings": {
@@ -539,6 +832,8 @@ def bench(args: argparse.Namespace, logger: logging.Logger | None = None) -> dic
             "dlpf_cfg": args.dlpf,
             "motion": args.motion,
             "seed": args.seed,
+            **{f"chip_{k}": v for k, v in dataclasses.asdict(conditions).items()},
+            "read_mode": args.read_mode,
         },
         "bus_can_carry": fits,
         "bus_bits_per_second_needed": needed,
@@ -550,9 +845,22 @@ def bench(args: argparse.Namespace, logger: logging.Logger | None = None) -> dic
         "max_transactions_per_second": MAX_TRANSACTIONS_PER_SECOND,
         "met": report["samples_lost"] == 0
         and report["samples_unaccounted"] == 0
+        and report["fifo_overflows"] == 0
         and report["bytes_per_sample"] <= MAX_BYTES_PER_SAMPLE
         and report["transactions_per_second"] <= MAX_TRANSACTIONS_PER_SECOND,
     }
+    report["faults_ok"] = faults_handled(report)
+    if not args.no_today:
+        report["today"] = measure_stream(
+            MPU6050,
+            settings,
+            args.seconds,
+            _motion(args.motion, args.seed),
+            logger,
+            loop="today",
+            conditions=conditions,
+            read_mode=args.read_mode,
+        ).figures()
     if args.baseline_seconds > 0:
         baseline = measure_stream(
             RegisterPoller,
@@ -598,6 +906,23 @@ TABLE_ROWS = (
     ("CPU s (all)", "cpu_seconds", "{:.2f}"),
     ("CPU s (emulator)", "emulator_cpu_seconds", "{:.2f}"),
     ("driver CPU us / sample", "driver_cpu_us_per_sample", "{:.1f}"),
+    ("FIFO overflows", "fifo_overflows", "{:d}"),
+)
+LOOP_ROWS = (
+    ("misaligned samples (truth)", "truth.samples_misaligned", "{:d}"),
+    ("settling samples (truth)", "truth.samples_settling", "{:d}"),
+    ("not delivered (truth)", "truth.samples_not_delivered", "{:d}"),
+    ("timestamp error mean ms", "truth.timestamp_error_mean_ms", "{:.3f}"),
+    ("windows", "windows.count", "{:d}"),
+    ("windows bad", "windows.bad", "{:d}"),
+    ("window ready p50 ms", "windows.ready_latency_p50_ms", "{:.1f}"),
+    ("window ready p99 ms", "windows.ready_latency_p99_ms", "{:.1f}"),
+    ("silent resets injected", "faults.silent_resets_injected", "{:d}"),
+    ("  resets detected", "faults.resets_detected", "{:d}"),
+    ("stalls injected", "faults.stalls_injected", "{:d}"),
+    ("chip overflow episodes", "faults.chip_overflow_episodes", "{:d}"),
+    ("  overflows detected", "faults.overflows_detected", "{:d}"),
+    ("warnings logged", "faults.warnings", "{:d}"),
 )
 
 
@@ -605,18 +930,38 @@ def format_table(report: dict[str, Any]) -> str:
     s = report["settings"]
     lines = [
         f"odar bench sensor: {s['rate_hz']:g} Hz (SMPLRT_DIV {s['smplrt_div']}), "
-        f"{s['bus_hz']} Hz bus, {s['motion']} motion, virtual time",
-        f"{'':26s}{'FIFO driver':>16s}{'per-register':>16s}",
+        f"{s['bus_hz']} Hz bus, {s['motion']} motion, virtual time; part "
+        f"{s['chip_who_am_i']:#04x} ({report.get('fifo_bytes', '?')}-byte FIFO), chip clock "
+        f"{s['chip_clock_offset']:+.1%}, host jitter {'on' if s['chip_jitter'] else 'off'}, "
+        f"silent reset every {s['chip_silent_reset_every_s']:g} s, "
+        f"{s['chip_stall_s'] * 1e3:.0f} ms stall every {s['chip_stall_every_s']:g} s "
+        "(0: never)",
+        f"{'':30s}{'daemon loop':>14s}{'today loop':>14s}{'per-register':>14s}",
     ]
     baseline = report.get("baseline", {})
-    for label, key, fmt in TABLE_ROWS:
-        theirs = fmt.format(baseline[key]) if key in baseline else "-"
-        lines.append(f"{label:26s}{fmt.format(report[key]):>16s}{theirs:>16s}")
+    today = report.get("today", {})
+
+    def cell(figures: dict[str, Any], path: str, fmt: str) -> str:
+        value: Any = figures
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return "-" if value is None else fmt.format(value)
+
+    for label, key, fmt in TABLE_ROWS + LOOP_ROWS:
+        lines.append(
+            f"{label:30s}{cell(report, key, fmt):>14s}{cell(today, key, fmt):>14s}"
+            f"{cell(baseline, key, fmt):>14s}"
+        )
+    lines.append(
+        f"read mode {report.get('read_mode')}, chip rate measured "
+        f"{report.get('measured_rate_hz', 0):.2f} Hz; faults handled: "
+        f"{'yes' if report.get('faults_ok') else 'NO'}"
+    )
     for key, value in report.get("ratio", {}).items():
         lines.append(f"ratio per-register / FIFO, {key}: {value:.1f}")
     t = report["targets"]
     lines.append(
-        f"targets (0 lost, <= {t['max_bytes_per_sample']} B/sample, "
+        f"targets (0 lost, 0 unaccounted, 0 overflows, <= {t['max_bytes_per_sample']} B/sample, "
         f"<= {t['max_transactions_per_second']:g} tx/s): {'met' if t['met'] else 'NOT met'}"
     )
     if not report["bus_can_carry"]:

@@ -1,0 +1,105 @@
+"""The daemon's read cadence on a scripted sensor in virtual time: where each read lands."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from odar.drivers.emulated.clock import VirtualClock
+from odar.drivers.mpu6050 import SensorBlock
+from odar.sensor_reader import PRE_READ_SAMPLES, WINDOW_READ_MARGIN_S, SensorReader
+
+
+class ScriptedSensor:
+    """A 1 kHz chip whose reads take ``read_s`` of clock time and deliver every sample due."""
+
+    def __init__(self, clock: VirtualClock, rate_hz: float = 1000.0, read_s: float = 0.004):
+        self.clock, self.rate_hz, self.read_s = clock, rate_hz, read_s
+        self.poll_interval_s = 0.060
+        self.measured_rate_hz = rate_hz
+        self.last_timestamp: float | None = None
+        self.delivered = 0
+        self.reads: list[tuple[float, bool]] = []
+
+    def read(self, exact: bool = False) -> SensorBlock:
+        now = self.clock.monotonic()
+        self.reads.append((now, exact))
+        due = int(now * self.rate_hz)
+        n = due - self.delivered
+        stamps = (self.delivered + 1 + np.arange(n)) / self.rate_hz
+        self.delivered = due
+        if n:
+            self.last_timestamp = float(stamps[-1])
+        self.clock.sleep(self.read_s)
+        return SensorBlock(stamps, np.zeros((n, 6), np.float32))
+
+
+class Ring:
+    def __init__(self) -> None:
+        self.write_seq = 0
+
+    def append(self, block: SensorBlock) -> None:
+        self.write_seq += len(block)
+
+
+def test_reads_keep_a_fixed_cadence_whatever_a_read_costs() -> None:
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.015)
+    reader = SensorReader(sensor, Ring(), clock)
+    for _ in range(20):
+        reader.step()
+    starts = np.array([at for at, _ in sensor.reads])
+    # Sleep-after-read would space them 60 + 15 ms apart.
+    np.testing.assert_allclose(np.diff(starts), 0.060, atol=1e-9)
+    assert reader.reads == {"grid": 20, "pre-read": 0, "window": 0}
+
+
+def test_a_late_read_is_followed_by_the_plan_not_by_catch_up_reads() -> None:
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.001)
+    reader = SensorReader(sensor, Ring(), clock)
+    reader.step()
+    sensor.read_s = 0.200  # a stalled host during the next read
+    reader.step()
+    sensor.read_s = 0.001
+    reader.step()
+    reader.step()
+    starts = [at for at, _ in sensor.reads]
+    assert starts[2] == pytest.approx(starts[1] + 0.200)  # at once, once
+    assert starts[3] == pytest.approx(starts[2] + 0.060)
+
+
+def test_each_window_end_gets_an_exact_read_just_after_its_last_sample() -> None:
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.001)
+    ring = Ring()
+    hop = 1000  # a window ends every second at 1 kHz
+    reader = SensorReader(
+        sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
+    )
+    while clock.monotonic() < 10.0:
+        reader.step()
+    window_reads = [at for at, exact in sensor.reads if exact]
+    # Sample 1000k - 1 (0-based) is due at 1000k ms, read 0.5 ms + the margin later.
+    ends = np.arange(1, len(window_reads) + 1) * 1.0
+    assert len(window_reads) >= 9
+    np.testing.assert_allclose(window_reads, ends + 0.0005 + WINDOW_READ_MARGIN_S, atol=1e-9)
+    # ... after a short read so that the window's read carries few samples.
+    assert reader.reads["pre-read"] == len(window_reads)
+    before = [sensor.reads[i - 1][0] for i, (_, exact) in enumerate(sensor.reads) if exact]
+    np.testing.assert_allclose(np.array(window_reads) - before, PRE_READ_SAMPLES / 1000, atol=1e-9)
+    # No more wake-ups than the grid and one extra per window.
+    assert len(sensor.reads) <= 10.0 / 0.060 + 2 * len(window_reads) + 1
+
+
+def test_a_recovering_driver_is_read_again_at_once_it_paces_itself() -> None:
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.050)
+    ring = Ring()
+    reader = SensorReader(sensor, ring, clock, window_end_seq=lambda: 10_000)
+    reader.step()
+    sensor.poll_interval_s = 0.0  # as MPU6050 says while recovering
+    reader.step()
+    reader.step()
+    starts = [at for at, _ in sensor.reads]
+    assert starts[2] == pytest.approx(starts[1] + 0.050)  # no wait beyond the read itself
