@@ -10,6 +10,7 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ class _Reduced:
 
 
 class _HaptPickler(pickle._Pickler):  # the pure-Python pickler: its dispatch table is open
-    dispatch = dict(pickle._Pickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Pickler.dispatch)
 
     def _save_name(self, obj: _Name) -> None:
         self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
