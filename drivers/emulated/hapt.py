@@ -55,6 +55,9 @@ ACTIVITIES = ("walking", "upstairs", "downstairs", "sitting", "standing", "lying
 TEST_SUBJECTS = (2, 4, 9, 10, 12, 13, 18, 20, 24)
 SUBJECTS = tuple(range(1, 31))
 TRAIN_SUBJECTS = tuple(s for s in SUBJECTS if s not in TEST_SUBJECTS)
+#: Training subjects the builder keeps out of pretraining to choose its recipe on (the bench's
+#: ``--hapt-subjects validation``), so the test subjects are never used for a choice.
+VALIDATION_SUBJECTS = (27, 28, 29, 30)
 COLUMNS = ("acc-x", "acc-y", "acc-z", "gyro-x", "gyro-y", "gyro-z")
 
 
@@ -228,9 +231,7 @@ def load_pickle(path: str | Path) -> list[Recording]:
             samples[:, :3] *= GRAVITY
             labels = np.asarray(columns["label"], dtype=np.int64)
             labels = np.where((labels >= 1) & (labels <= len(ACTIVITIES)), labels - 1, -1)
-            recordings.append(
-                Recording(int(subject), index, samples.astype(np.float32), labels)
-            )
+            recordings.append(Recording(int(subject), index, samples.astype(np.float32), labels))
     return recordings
 
 
