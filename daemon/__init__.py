@@ -1,9 +1,6 @@
 """odar: on-device activity recognition for a Raspberry Pi wearable.
 
-The data's path, by module:
-
-    drivers.mpu6050 -> ring_buffer -> windows -> bottleneck -> sample_store / head
-    -> motor and journal
+The data's path through the modules is in DEVELOPERS.md ("The data's path").
 """
 
 __version__ = "0.1.0"

@@ -17,23 +17,39 @@ from odar.errors import OdarError
 #: (words, module, one-line help)
 COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("run",), "odar.service", "run the daemon (what systemd starts)"),
-    (("demo",), "odar.demo", "a scripted collect/train/infer session on the emulated wearable"),
-    (("bench", "sensor"), "odar.bench.sensor", "FIFO driver vs a per-register poller"),
-    (("bench", "fewshot"), "odar.bench.fewshot", "personalisation accuracy from 5 windows a class"),
-    (("bench", "daemon"), "odar.bench.daemon", "latency, CPU, memory and start-up of the daemon"),
+    (
+        ("demo",),
+        "odar.harness.demo",
+        "a scripted collect/train/infer session on the emulated wearable",
+    ),
+    (("bench", "sensor"), "odar.harness.bench.sensor", "FIFO driver vs a per-register poller"),
+    (
+        ("bench", "fewshot"),
+        "odar.harness.bench.fewshot",
+        "personalisation accuracy from 5 windows a class",
+    ),
+    (
+        ("bench", "daemon"),
+        "odar.harness.bench.daemon",
+        "latency, CPU, memory and start-up of the daemon",
+    ),
 )
 
-EX_USAGE = 64
 EX_CONFIG = 78
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """Every command, with the arguments of the one *argv* names: only that command's module is
+    imported, so ``odar run`` loads nothing of the demo's or the benches'."""
     parser = argparse.ArgumentParser(prog="odar", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"odar {__version__}")
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
+    named = [word for word in argv if not word.startswith("-")]
     for words, module, help_text in COMMANDS:
-        if importlib.util.find_spec(module) is None:
+        # The package below odar (odar.harness for the demo and benches), not the module: that
+        # would import its parents.
+        if importlib.util.find_spec(".".join(module.split(".")[:2])) is None:
             continue  # not part of this build
         if len(words) == 1:
             sub = top.add_parser(words[0], help=help_text)
@@ -45,18 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
                 )
             sub = groups[words[0]].add_parser(words[1], help=help_text)
         sub.set_defaults(_module=module)
-        _load(module).add_arguments(sub)
+        if tuple(named[: len(words)]) == words:
+            importlib.import_module(module).add_arguments(sub)
     return parser
 
 
-def _load(module: str):
-    return importlib.import_module(module)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
-        return int(_load(args._module).run(args))
+        return int(importlib.import_module(args._module).run(args))
     except KeyboardInterrupt:
         return 130
     except OdarError as error:

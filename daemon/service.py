@@ -15,6 +15,7 @@ Button presses arrive on gpiozero's thread and only flip the mode machine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import threading
 import time
@@ -35,10 +36,9 @@ from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_store import SampleStore, StoreLayout
-from odar.scenario import Faults, ScenarioPlayer
 from odar.signals import SignalRequests
 from odar.trainer import LatestHead, Trainer
-from odar.wearable import Wearable, open_wearable
+from odar.wearable import Wearable, open_real_wearable
 from odar.windows import Window, WindowCutter
 
 _log = logging.getLogger("odar")
@@ -67,6 +67,30 @@ class Inferred:
 Observer = Callable[[Inferred], None]
 
 
+@dataclass(frozen=True)
+class Status:
+    """What the daemon is doing at one moment: the journal's STATUS= line, and what an observer
+    (a scripted wearer, a bench) may read without reaching into the daemon's parts."""
+
+    mode: Mode
+    running: bool
+    class_index: int
+    #: Samples stored per class, by class index.
+    counts: tuple[int, ...]
+    epoch: int
+    loss: float | None
+    loss_settled: bool
+    #: READY=1 has been sent.
+    ready: bool
+    #: The orderly shutdown has begun.
+    stopping: bool
+
+    @property
+    def selected_count(self) -> int:
+        """Samples stored of the selected class."""
+        return self.counts[self.class_index]
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -80,15 +104,23 @@ def run(args: argparse.Namespace) -> int:
     setup_logging("info")
     config = load_config(args.config)
     setup_logging(config.logging.level)
-    daemon = Daemon(config, args.config.resolve().parent, config_path=args.config)
-    return daemon.run()
+    if config.sensor.backend == "emulated":
+        # The test world (emulated chip, scripted wearer) is imported only when asked for.
+        from odar.harness.emulated_wearable import run_emulated
+
+        return run_emulated(config, args.config)
+    return Daemon(config, open_real_wearable(config), config_path=args.config).run()
 
 
 class Daemon:
+    """The service on one wearable, built whole: artifacts loaded and checked, stores opened,
+    buttons bound. It owns the wearable it is given: :meth:`run` closes it when it stops, and so
+    does a constructor that fails."""
+
     def __init__(
         self,
         config: Config,
-        config_dir: Path,
+        wearable: Wearable,
         *,
         config_path: Path | None = None,
         notifier: SystemdNotifier | None = None,
@@ -96,100 +128,99 @@ class Daemon:
         seed: int | None = None,
     ) -> None:
         self.config = config
-        self.config_dir = config_dir
         self.config_path = config_path
+        self.wearable = wearable
         self.notifier = notifier if notifier is not None else SystemdNotifier()
         self.observer = observer
         self.signals = SignalRequests()
-        self._seed = seed
+        #: Clock time when READY=1 was sent; None before.
+        self.ready_at: float | None = None
         self._fatal: str | None = None
+        self._stopping = False
         self._restart_cutter = threading.Event()
         self._threads: list[threading.Thread] = []
         self._halt = threading.Event()
-        self.ready_at: float | None = None
-        self.wearable: Wearable | None = None
-        self.scenario: ScenarioPlayer | None = None
+        with contextlib.ExitStack() as undo_on_failure:
+            undo_on_failure.callback(wearable.close)
+            self.engine = Engine.load(config.paths.artifacts_dir, config.runtime.num_threads)
+            manifest = self.engine.manifest
+            self.class_names = manifest.classes
+            self._check_trigger_class(config)
+            _, rate = nearest_sample_rate(config.sensor.settings)
+            self.decimation = self.engine.decimation_for(rate)
 
-    # ------------------------------------------------------------------ set-up
+            state_dir = config.state_dir
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StateWriteError(
+                    error.errno, f"paths.state_dir: cannot create {state_dir}: {error.strerror}"
+                ) from error
+            layout = StoreLayout(
+                self.engine.manifest_hash,
+                manifest.num_classes,
+                manifest.feature_size,
+                (manifest.window_samples, len(manifest.input_layout)),
+            )
+            self.samples = SampleStore.open(state_dir / SAMPLES_FILE, layout)
+            undo_on_failure.callback(self.samples.close)
+            self.param_store = ParamStore(state_dir / PARAMS_FILE, self.engine.manifest_hash)
+            head = self.engine.head
+            saved = self.param_store.load()
+            if saved is None:
+                fresh = HeadState(head.initial_parameters(), head.initial_optimizer_state(), 0)
+                self.latest = LatestHead(fresh, trained=False)
+            else:
+                log_event(
+                    _log, f"loaded the head trained for {saved.epoch} epochs", epoch=saved.epoch
+                )
+                self.latest = LatestHead(saved, trained=True)
 
-    def _build(self) -> None:
-        config = self.config
-        self.engine = Engine.load(config.paths.artifacts_dir, config.runtime.num_threads)
-        manifest = self.engine.manifest
-        self.class_names = manifest.classes
-        self._check_trigger_class(config)
-        _, rate = nearest_sample_rate(config.sensor.settings)
-        self.decimation = self.engine.decimation_for(rate)
-
-        state_dir = config.state_dir
-        try:
-            state_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StateWriteError(
-                error.errno, f"paths.state_dir: cannot create {state_dir}: {error.strerror}"
-            ) from error
-        layout = StoreLayout(
-            self.engine.manifest_hash,
-            manifest.num_classes,
-            manifest.feature_size,
-            (manifest.window_samples, len(manifest.input_layout)),
-        )
-        self.samples = SampleStore.open(state_dir / SAMPLES_FILE, layout)
-        self.param_store = ParamStore(state_dir / PARAMS_FILE, self.engine.manifest_hash)
-        head = self.engine.head
-        saved = self.param_store.load()
-        if saved is None:
-            fresh = HeadState(head.initial_parameters(), head.initial_optimizer_state(), 0)
-            self.latest = LatestHead(fresh, trained=False)
-        else:
-            log_event(_log, f"loaded the head trained for {saved.epoch} epochs", epoch=saved.epoch)
-            self.latest = LatestHead(saved, trained=True)
-
-        self.controls = Controls(
-            manifest.num_classes,
-            manifest.train_batch_size,
-            self.samples.counts,
-            head_available=lambda: self.latest.trained,
-            state_path=state_dir / CONTROLS_FILE,
-        )
-        self.wearable = open_wearable(config, self.config_dir)
-        clock = self.wearable.clock
-        self.trainer = Trainer(
-            head,
-            self.samples,
-            self.latest,
-            self.param_store,
-            clock,
-            save_every_seconds=config.training.save_every_seconds,
-            max_epochs=config.training.max_epochs,
-            limiter=RateLimiter(config.logging.loss_lines_per_second, clock),
-            on_finished=self._training_finished,
-            seed=self._seed,
-        )
-        self.collector = Collector(self.samples, self.class_names)
-        self.detector = Detector(
-            head,
-            self.latest,
-            self.class_names,
-            config.inference.trigger_class,
-            config.inference.threshold,
-            self._pulse,
-            RateLimiter(config.logging.probability_lines_per_second, clock),
-        )
-        self.pulse_seconds = config.inference.pulse_seconds
-        rate_samples = round(rate)
-        self.ring = RingBuffer(max(rate_samples * RING_SECONDS, 4 * manifest.window_samples))
-        self.cutter = WindowCutter(
-            self.ring,
-            window=manifest.window_samples,
-            hop=config.inference.hop_samples,
-            decimation=self.decimation,
-        )
-        self.wearable.buttons.bind(
-            lambda: self._handle(self.controls.press_mode()),
-            lambda: self._handle(self.controls.press_class()),
-            lambda: self._handle(self.controls.press_start_stop()),
-        )
+            self.controls = Controls(
+                manifest.num_classes,
+                manifest.train_batch_size,
+                self.samples.counts,
+                head_available=lambda: self.latest.trained,
+                state_path=state_dir / CONTROLS_FILE,
+            )
+            clock = wearable.clock
+            self.trainer = Trainer(
+                head,
+                self.samples,
+                self.latest,
+                self.param_store,
+                clock,
+                save_every_seconds=config.training.save_every_seconds,
+                max_epochs=config.training.max_epochs,
+                limiter=RateLimiter(config.logging.loss_lines_per_second, clock),
+                on_finished=self._training_finished,
+                seed=seed,
+            )
+            self.collector = Collector(self.samples, self.class_names)
+            self.detector = Detector(
+                head,
+                self.latest,
+                self.class_names,
+                config.inference.trigger_class,
+                config.inference.threshold,
+                self._pulse,
+                RateLimiter(config.logging.probability_lines_per_second, clock),
+            )
+            self.pulse_seconds = config.inference.pulse_seconds
+            rate_samples = round(rate)
+            self.ring = RingBuffer(max(rate_samples * RING_SECONDS, 4 * manifest.window_samples))
+            self.cutter = WindowCutter(
+                self.ring,
+                window=manifest.window_samples,
+                hop=config.inference.hop_samples,
+                decimation=self.decimation,
+            )
+            wearable.buttons.bind(
+                lambda: self._handle(self.controls.press_mode()),
+                lambda: self._handle(self.controls.press_class()),
+                lambda: self._handle(self.controls.press_start_stop()),
+            )
+            undo_on_failure.pop_all()
 
     def _check_trigger_class(self, config: Config) -> None:
         if config.inference.trigger_class not in self.class_names:
@@ -293,34 +324,39 @@ class Daemon:
         thread.start()
         self._threads.append(thread)
 
-    # ------------------------------------------------------------------ probe (scenarios)
-
-    def selected_class_count(self) -> int:
-        return self.samples.counts()[self.controls.class_index]
-
-    def epochs_trained(self) -> int:
-        return self.latest.get().epoch
-
-    def loss_settled(self) -> bool:
-        return self.trainer.loss_settled()
+    # ------------------------------------------------------------------ for observers
 
     def request_stop(self) -> None:
+        """What SIGTERM does: an orderly stop."""
         self.signals.request_stop()
 
     # ------------------------------------------------------------------ status, reload
 
-    def status_text(self) -> str:
+    def status(self) -> Status:
         controls = self.controls
+        return Status(
+            mode=controls.mode,
+            running=controls.running,
+            class_index=controls.class_index,
+            counts=self.samples.counts(),
+            epoch=self.latest.get().epoch,
+            loss=self.trainer.last_loss,
+            loss_settled=self.trainer.loss_settled(),
+            ready=self.ready_at is not None,
+            stopping=self._stopping,
+        )
+
+    def status_text(self) -> str:
+        status = self.status()
         counts = ", ".join(
-            f"{name} {n}" for name, n in zip(self.class_names, self.samples.counts(), strict=True)
+            f"{name} {n}" for name, n in zip(self.class_names, status.counts, strict=True)
         )
         text = (
-            f"{controls.mode.value} {'running' if controls.running else 'stopped'}, "
-            f"class {self.class_names[controls.class_index]}; samples: {counts}; "
-            f"epoch {self.latest.get().epoch}"
+            f"{status.mode.value} {'running' if status.running else 'stopped'}, "
+            f"class {self.class_names[status.class_index]}; samples: {counts}; "
+            f"epoch {status.epoch}"
         )
-        loss = self.trainer.last_loss
-        return text + (f", loss {loss:.4f}" if loss is not None else "")
+        return text + (f", loss {status.loss:.4f}" if status.loss is not None else "")
 
     def _publish_status(self) -> None:
         self.notifier.status(self.status_text())
@@ -364,7 +400,6 @@ class Daemon:
 
     def _run(self) -> int:
         try:
-            self._build()
             self.wearable.sensor.start()
         except BaseException:
             self._close()
@@ -384,7 +419,6 @@ class Daemon:
                 runtime=self.engine.runtime.name,
             )
             self._publish_status()
-            self._start_scenario()
             self._main_loop()
         finally:
             self._shutdown()
@@ -406,25 +440,6 @@ class Daemon:
             self.signals.wait(0.05)
         return True
 
-    def _start_scenario(self) -> None:
-        world = self.wearable.emulated
-        if world is None:
-            return
-        sensor = world.sensor
-        self.scenario = ScenarioPlayer(
-            world.scenario,
-            world.motion,
-            self.wearable.clock,
-            world.press_pins(self.config),
-            self,
-            Faults(
-                disconnect=lambda seconds: sensor.disconnect(seconds),
-                stall=lambda seconds: sensor.bus.inject_stall(seconds),
-            ),
-        )
-        log_event(_log, f"scenario {world.scenario.path.name} starts", event="scenario")
-        self.scenario.start()
-
     def _main_loop(self) -> None:
         last_status = ""
         while not self.signals.stop_requested:
@@ -437,17 +452,12 @@ class Daemon:
                 last_status = status
 
     def _shutdown(self) -> None:
+        self._stopping = True
         self.notifier.stopping()
-        if self.scenario is not None:
-            self.scenario.cancel()
-        controls = getattr(self, "controls", None)
-        if controls is not None:
-            controls.stop()
-        trainer = getattr(self, "trainer", None)
-        if trainer is not None:
-            trainer.stop()
-            if self.latest.trained:
-                trainer.save()
+        self.controls.stop()
+        self.trainer.stop()
+        if self.latest.trained:
+            self.trainer.save()
         self._halt.set()
         for thread in self._threads:
             thread.join(timeout=10)
@@ -455,8 +465,5 @@ class Daemon:
         log_event(_log, "stopped", event="stopped")
 
     def _close(self) -> None:
-        if self.wearable is not None:
-            self.wearable.close()
-        samples = getattr(self, "samples", None)
-        if samples is not None:
-            samples.close()
+        self.wearable.close()
+        self.samples.close()

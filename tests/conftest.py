@@ -134,20 +134,18 @@ def pulses_on(pin: Any) -> int:
 
 @dataclass
 class RunningDaemon:
-    """A :class:`odar.service.Daemon` whose ``run()`` goes on in a thread."""
+    """A :class:`odar.service.Daemon` on an emulated wearable whose ``run()`` goes on in a
+    thread (its scenario playing)."""
 
     daemon: Any
+    world: Any
     config_path: Path
     thread: threading.Thread
     outcome: dict[str, Any] = field(default_factory=dict)
     patterns: list[Pattern] = field(default_factory=list)
 
-    @property
-    def world(self) -> Any:
-        return self.daemon.wearable.emulated
-
     def pin(self, button: str) -> Any:
-        return self.world.press_pins(self.daemon.config)[button]
+        return self.world.press_pins()[button]
 
     @property
     def motor_pin(self) -> Any:
@@ -176,13 +174,13 @@ class RunningDaemon:
         self.world.motion.switch(self.daemon.wearable.clock.monotonic(), activity)
 
     def counts(self) -> tuple[int, ...]:
-        return self.daemon.samples.counts()
+        return self.daemon.status().counts
 
     def collect(self, class_index: int, samples: int) -> None:
         """Select *class_index* (stopped, in Collect) and collect until it has *samples*."""
-        controls = self.daemon.controls
-        assert controls.mode.value == "collect" and not controls.running
-        while controls.class_index != class_index:
+        status = self.daemon.status()
+        assert status.mode.value == "collect" and not status.running
+        while self.daemon.status().class_index != class_index:
             self.press("class")
         self.press("start")
         wait_until(
@@ -217,6 +215,16 @@ class RunningDaemon:
         return self.outcome["status"]
 
 
+def build_daemon(config_path: Path, **options: Any) -> tuple[Any, Any]:
+    """(the emulated wearable, a Daemon on it) for *config_path*, as ``odar run`` builds them."""
+    from odar.harness.emulated_wearable import EmulatedWearable
+    from odar.service import Daemon
+
+    config = load_config(config_path)
+    world = EmulatedWearable.open(config, config_path.parent)
+    return world, Daemon(config, world.wearable, config_path=config_path, **options)
+
+
 def launch_daemon(
     config_path: Path,
     *,
@@ -224,28 +232,19 @@ def launch_daemon(
     notifier: Any = None,
     wait_ready: bool = True,
 ) -> RunningDaemon:
-    """Run a Daemon on *config_path* in a thread; by default wait until it is READY."""
-    from odar.service import Daemon
-
-    config = load_config(config_path)
-    daemon = Daemon(
-        config,
-        config_path.parent,
-        config_path=config_path,
-        notifier=notifier,
-        observer=observer,
-        seed=5,
-    )
+    """Run a Daemon on *config_path* in a thread; by default wait until it is READY. A daemon
+    that cannot be built raises here."""
+    world, daemon = build_daemon(config_path, notifier=notifier, observer=observer, seed=5)
     outcome: dict[str, Any] = {}
 
     def body() -> None:
         try:
-            outcome["status"] = daemon.run()
+            outcome["status"] = world.run(daemon)
         except BaseException as error:
             outcome["error"] = error
 
     thread = threading.Thread(target=body, name="test-daemon", daemon=True)
-    running = RunningDaemon(daemon, config_path, thread, outcome)
+    running = RunningDaemon(daemon, world, config_path, thread, outcome)
     thread.start()
     if wait_ready:
         running.wait_ready()

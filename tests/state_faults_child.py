@@ -28,12 +28,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from conftest import ConfigWriter
+from conftest import ConfigWriter, build_daemon
 from faults_support import artifact_facts, prefill_samples, trained_head
 
-from odar.config import load_config
+from odar.harness.emulated_wearable import EmulatedWearable
 from odar.param_store import ParamStore
-from odar.service import PARAMS_FILE, SAMPLES_FILE, Daemon
+from odar.service import PARAMS_FILE, SAMPLES_FILE
 
 OLD_EPOCH = 7
 TMPFS_SIZE = "4m"
@@ -105,8 +105,8 @@ class Fault:
             subprocess.run(["umount", str(self.state)], check=True, capture_output=True)
 
 
-def press(daemon: Daemon, button: str) -> None:
-    pin = daemon.wearable.emulated.press_pins(daemon.config)[button]
+def press(world: EmulatedWearable, button: str) -> None:
+    pin = world.press_pins()[button]
     pin.drive_low()
     pin.drive_high()
 
@@ -126,12 +126,12 @@ def main(kind: str, workdir: Path, artifacts: Path) -> dict[str, Any]:
 
     log = Recorded()
     logging.getLogger().addHandler(log)
-    daemon = Daemon(load_config(config_path), workdir, config_path=config_path, seed=1)
+    world, daemon = build_daemon(config_path, seed=1)
     outcome: dict[str, Any] = {}
 
     def body() -> None:
         try:
-            outcome["status"] = daemon.run()
+            outcome["status"] = world.run(daemon)
         except BaseException as error:
             outcome["error"] = repr(error)
 
@@ -144,19 +144,19 @@ def main(kind: str, workdir: Path, artifacts: Path) -> dict[str, Any]:
 
     # Collect: the store cannot grow (full) or still can through its open descriptor.
     counts_before = daemon.samples.counts()
-    press(daemon, "start")
+    press(world, "start")
     if kind == "full":
         wait_for(lambda: log.count("sample not stored") >= 1, "a refused sample")
     else:
         wait_for(lambda: daemon.samples.counts() != counts_before, "a collected sample")
-    press(daemon, "start")
+    press(world, "start")
     report["counts_during"] = [counts_before, daemon.samples.counts()]
 
     # Train with the fault: periodic saves and the save on stop must fail, and be logged.
-    press(daemon, "mode")
-    press(daemon, "start")
+    press(world, "mode")
+    press(world, "start")
     wait_for(lambda: log.count("saving the head failed") >= 2, "two failed saves")
-    press(daemon, "start")
+    press(world, "start")
     wait_for(lambda: not daemon.trainer.running, "training to stop")
     report["old_params_intact"] = params.read_bytes() == old_bytes
     report["epoch_in_memory"] = daemon.latest.get().epoch
@@ -164,9 +164,9 @@ def main(kind: str, workdir: Path, artifacts: Path) -> dict[str, Any]:
     report["status_with_fault"] = daemon.status_text()
 
     fault.heal()
-    press(daemon, "start")
+    press(world, "start")
     wait_for(lambda: daemon.latest.get().epoch > report["epoch_in_memory"], "more epochs")
-    press(daemon, "start")
+    press(world, "start")
     wait_for(lambda: not daemon.trainer.running, "training to stop again")
     saved = ParamStore(params, facts.manifest_hash).load()
     report["saved_epoch_after_heal"] = None if saved is None else saved.epoch

@@ -36,7 +36,7 @@ from arm64_probe import PARAM_PREFIX
 from packaging.requirements import Requirement
 from systemd_namespace import REQUIRE_ENV
 
-from odar.demo import SITTING_PULSE_LIMIT, WALKING_PULSE_TARGET
+from odar.harness.demo import SITTING_PULSE_LIMIT, WALKING_PULSE_TARGET
 from odar.manifest import load_manifest
 
 CHECKOUT = Path(__file__).resolve().parent.parent

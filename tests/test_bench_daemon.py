@@ -10,7 +10,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from odar.bench.daemon import (
+from odar.harness.bench.daemon import (
     DEFINITIONS,
     CpuMark,
     bench_scenario,
@@ -19,7 +19,7 @@ from odar.bench.daemon import (
     process_age_seconds,
     thread_cpu_seconds,
 )
-from odar.scenario import load_scenario
+from odar.harness.scenario import load_scenario
 
 SPEED = 20.0
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from odar.bench import fewshot
 from odar.cli import EX_CONFIG, main
+from odar.harness.bench import fewshot
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 

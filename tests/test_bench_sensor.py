@@ -12,8 +12,12 @@ import logging
 import numpy as np
 import pytest
 
-from odar.bench import sensor as bench_sensor
-from odar.bench.sensor import (
+from odar.cli import main
+from odar.drivers.mpu6050 import MPU6050, DriverCounters, SensorBlock
+from odar.drivers.mpu6050_registers import FIFO_CAPACITY_SAMPLES
+from odar.drivers.sensor_settings import SensorSettings
+from odar.harness.bench import sensor as bench_sensor
+from odar.harness.bench.sensor import (
     MAX_BYTES_PER_SAMPLE,
     MAX_TRANSACTIONS_PER_SECOND,
     CpuTimedBus,
@@ -24,12 +28,8 @@ from odar.bench.sensor import (
     measure_stream,
     window_is_contiguous,
 )
-from odar.cli import main
-from odar.drivers.mpu6050 import MPU6050, DriverCounters, SensorBlock
-from odar.drivers.mpu6050_registers import FIFO_CAPACITY_SAMPLES
-from odar.drivers.sensor_settings import SensorSettings
+from odar.harness.sensor_rig import StillMotion, build_emulated_sensor
 from odar.ring_buffer import RingBuffer
-from odar.sensor_rig import StillMotion, build_emulated_sensor
 from odar.windows import Window, WindowCutter
 
 REQUIRED_KEYS = (

@@ -25,8 +25,8 @@ sys.path.insert(0, str(SCRIPTS))
 import build_artifacts  # noqa: E402
 from artifact_builder import mixed_pretraining  # noqa: E402
 
-from odar.bench import fewshot  # noqa: E402
 from odar.bottleneck import Bottleneck  # noqa: E402
+from odar.harness.bench import fewshot  # noqa: E402
 from odar.head import Head  # noqa: E402
 from odar.manifest import load_manifest  # noqa: E402
 

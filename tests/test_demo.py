@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from odar.demo import DEMO_CONFIG, SITTING_PULSE_LIMIT, WALKING_PULSE_TARGET, render
+from odar.harness.demo import DEMO_CONFIG, SITTING_PULSE_LIMIT, WALKING_PULSE_TARGET, render
 
 DEMO_WALL_LIMIT = 600
 #: About 30-40 s of wall time: `-m "not slow"` leaves it out of a quick run.

@@ -17,8 +17,8 @@ from odar.drivers.emulated.bus import EmulatedSMBus
 from odar.drivers.emulated.clock import VirtualClock
 from odar.drivers.emulated.mpu6050 import EmulatedMPU6050
 from odar.drivers.mpu6050 import MPU6050, SensorBlock
-from odar.drivers.register_poller import RegisterPoller
 from odar.drivers.sensor_settings import SensorSettings
+from odar.harness.bench.register_poller import RegisterPoller
 
 G = 9.80665
 # A still, tilted wrist turning slowly: accel in g, gyro in deg/s.

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import build_daemon
 from faults_support import artifact_facts, prefill_samples, trained_head
 
 from odar.controls import Mode
@@ -23,7 +24,7 @@ from odar.errors import ArtifactError, OdarError
 from odar.manifest import ARTIFACT_NAMES, sha256_of
 from odar.param_store import ParamStore, encode_head_state
 from odar.sample_store import parse_header
-from odar.service import CONTROLS_FILE, PARAMS_FILE, SAMPLES_FILE, Daemon
+from odar.service import CONTROLS_FILE, PARAMS_FILE, SAMPLES_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
@@ -162,13 +163,9 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 
 def start_refused(config_writer, artifacts: Path) -> ArtifactError:
-    """Daemon.run() on these artifacts, in this (main) thread: it must raise ArtifactError."""
-    from odar.config import load_config
-
-    path = config_writer.write({"paths": {"artifacts_dir": str(artifacts)}})
-    daemon = Daemon(load_config(path), path.parent, config_path=path)
+    """A Daemon built on these artifacts: building it must raise ArtifactError."""
     with pytest.raises(ArtifactError) as refused:
-        daemon.run()
+        build_daemon(config_writer.write({"paths": {"artifacts_dir": str(artifacts)}}))
     return refused.value
 
 

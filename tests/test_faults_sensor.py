@@ -21,12 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from conftest import RunningDaemon, wait_until
+from conftest import RunningDaemon, build_daemon, wait_until
 from faults_support import RecordingNotifier
 
-from odar.config import load_config
 from odar.errors import SensorNotFoundError
-from odar.service import Daemon
 
 #: Real seconds between watchdog pings the daemon is asked for.
 PING_S = 0.05
@@ -145,7 +143,7 @@ def test_the_sensor_gone_for_minutes_keeps_the_daemon_and_the_watchdog_alive(
 
 def _chip(monkeypatch, who_am_i: int) -> None:
     """The emulated wearable gets a chip that answers WHO_AM_I with *who_am_i*."""
-    import odar.sensor_rig as rig
+    import odar.harness.sensor_rig as rig
 
     build = rig.build_emulated_sensor
 
@@ -174,9 +172,9 @@ def test_a_chip_answering_garbage_at_start_is_refused_naming_bus_and_address(
 ):
     _chip(monkeypatch, who_am_i)
     path = config_writer.write({"sensor": {"bus": 3, "address": 0x69}})
-    daemon = Daemon(load_config(path), path.parent, config_path=path)
+    world, daemon = build_daemon(path)
     with pytest.raises(SensorNotFoundError) as refused:
-        daemon.run()
+        world.run(daemon)
     message = str(refused.value)
     assert "bus 3 address 0x69" in message and f"reads {who_am_i:#04x}" in message
     # Nothing stays claimed: the pins and the state files serve the next start.

@@ -28,9 +28,9 @@ from odar import param_store, sample_store
 from odar.config import Config, load_config, parse_config
 from odar.controls import Mode, decode_controls_state
 from odar.errors import ConfigError, OdarError, StateError
+from odar.harness.scenario import Scenario, ScenarioError, load_scenario
 from odar.param_store import HeadState, ParamStore, decode_head_state, encode_head_state
 from odar.sample_store import SampleStore, StoreLayout, parse_header
-from odar.scenario import Scenario, ScenarioError, load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED_CONFIG = (REPO / "etc" / "odar.yaml").read_text()

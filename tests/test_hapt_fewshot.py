@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from odar.bench import hapt_fewshot
 from odar.cli import main
 from odar.drivers.emulated import hapt
+from odar.harness.bench import hapt_fewshot
 
 
 def _layout():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from fake_smbus import FakeSMBus, ManualClock
 
-from odar.drivers.register_poller import RegisterPoller
 from odar.drivers.sensor_settings import SensorSettings
+from odar.harness.bench.register_poller import RegisterPoller
 
 G = 9.80665
 

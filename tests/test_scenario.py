@@ -1,4 +1,4 @@
-"""Scripted sessions (odar.scenario): the file format, the switchable wearer, and the player
+"""Scripted sessions (odar.harness.scenario): the file format, the switchable wearer, and the player
 pressing real gpiozero buttons on MockFactory pins in virtual time."""
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ import pytest
 import yaml
 from conftest import REPO
 
+from odar.controls import Mode
 from odar.drivers.emulated.clock import VirtualClock
 from odar.drivers.emulated.motion import Wearer
 from odar.drivers.gpio import WearableButtons
 from odar.errors import ConfigError
-from odar.scenario import (
+from odar.harness.scenario import (
     Faults,
     ScenarioError,
     ScenarioPlayer,
@@ -23,6 +24,7 @@ from odar.scenario import (
     load_scenario,
     resolve_scenario,
 )
+from odar.service import Status
 
 PINS = {"mode": 17, "class": 27, "start": 22}
 
@@ -104,21 +106,27 @@ def test_switchable_motion_changes_activity_at_the_given_time():
 
 
 class Probe:
-    """A daemon seen from the scenario: samples grow one a virtual second, epochs ten."""
+    """A daemon seen from the scenario: ready at once; samples of the selected class grow one a
+    virtual second, epochs ten."""
 
     def __init__(self, clock: VirtualClock) -> None:
         self._clock = clock
         self.stop_requests = 0
         self.settled = False
 
-    def selected_class_count(self) -> int:
-        return int(self._clock.monotonic())
-
-    def epochs_trained(self) -> int:
-        return int(10 * self._clock.monotonic())
-
-    def loss_settled(self) -> bool:
-        return self.settled
+    def status(self) -> Status:
+        now = self._clock.monotonic()
+        return Status(
+            mode=Mode.COLLECT,
+            running=True,
+            class_index=1,
+            counts=(0, int(now)),
+            epoch=int(10 * now),
+            loss=None,
+            loss_settled=self.settled,
+            ready=True,
+            stopping=False,
+        )
 
     def request_stop(self) -> None:
         self.stop_requests += 1
@@ -182,7 +190,7 @@ def test_the_player_presses_buttons_switches_activity_and_injects_faults(tmp_pat
 
 
 def test_until_waits_for_the_daemon_and_gives_up_at_its_timeout(tmp_path, rig, caplog):
-    caplog.set_level(logging.WARNING, logger="odar.scenario")
+    caplog.set_level(logging.WARNING, logger="odar.harness.scenario")
     play(tmp_path, rig, [{"until": {"collected": 5}}, {"until": {"epochs": 80}}])
     # Samples reach 5 at 5 virtual seconds, epochs 80 at 8 (the probe counts from the clock).
     assert 8.0 <= rig["clock"].monotonic() <= 8.5

@@ -17,8 +17,8 @@ import pytest
 from odar.drivers.mpu6050 import MPU6050, SensorBlock
 from odar.drivers.sensor_settings import SensorSettings
 from odar.errors import OdarError, SensorNotFoundError
+from odar.harness.sensor_rig import EmulatedSensor, StillMotion, build_emulated_sensor
 from odar.ring_buffer import RingBuffer
-from odar.sensor_rig import EmulatedSensor, StillMotion, build_emulated_sensor
 from odar.windows import Window, WindowCutter
 
 G = 9.80665

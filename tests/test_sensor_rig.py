@@ -12,7 +12,7 @@ from odar.drivers.emulated.bus import transaction_bits
 from odar.drivers.emulated.clock import ScaledClock, VirtualClock
 from odar.drivers.mpu6050 import MPU6050
 from odar.drivers.sensor_settings import SensorSettings
-from odar.sensor_rig import StillMotion, build_emulated_sensor, wearer_motion
+from odar.harness.sensor_rig import StillMotion, build_emulated_sensor, wearer_motion
 
 G = 9.80665
 WHO_AM_I = 0x75

@@ -60,7 +60,7 @@ def train_until(running: RunningDaemon, epochs: int) -> None:
     while controls.mode is not Mode.TRAIN:
         running.press("mode")
     running.press("start")
-    wait_until(lambda: running.daemon.epochs_trained() >= epochs, f"{epochs} epochs")
+    wait_until(lambda: running.daemon.status().epoch >= epochs, f"{epochs} epochs")
     running.press("start")
     wait_until(lambda: not running.daemon.trainer.running, "the trainer to stop")
 
@@ -174,7 +174,7 @@ def test_train_is_refused_until_every_class_has_a_batch_then_runs_and_saves(star
     running.press("mode")
     pattern, _ = running.press_and_feel("start")
     assert pattern == STARTED
-    wait_until(lambda: running.daemon.epochs_trained() >= 5, "5 epochs")
+    wait_until(lambda: running.daemon.status().epoch >= 5, "5 epochs")
     pattern, _ = running.press_and_feel("start")
     assert pattern == STOPPED
     wait_until(lambda: not running.daemon.trainer.running, "the trainer to stop")
@@ -252,10 +252,10 @@ def test_mode_and_class_survive_a_restart(start_daemon, config_writer):
 def test_parameters_saved_at_stop_request_and_loaded_at_start(start_daemon, trained_config):
     first = start_daemon(trained_config)
     assert first.daemon.latest.trained
-    loaded_epoch = first.daemon.epochs_trained()
+    loaded_epoch = first.daemon.status().epoch
     assert loaded_epoch >= TRAINING_EPOCHS
     first.press("start")  # Train (restored) resumes from the saved epoch
-    wait_until(lambda: first.daemon.epochs_trained() >= loaded_epoch + 3, "3 more epochs")
+    wait_until(lambda: first.daemon.status().epoch >= loaded_epoch + 3, "3 more epochs")
     assert first.stop() == 0  # what SIGTERM does, mid-training
     final = first.daemon.latest.get()
     assert final.epoch >= loaded_epoch + 3
@@ -269,7 +269,7 @@ def test_parameters_saved_at_stop_request_and_loaded_at_start(start_daemon, trai
         for name in before:
             np.testing.assert_array_equal(after[name], before[name])
     second.press("start")
-    wait_until(lambda: second.daemon.epochs_trained() > final.epoch, "an epoch after resuming")
+    wait_until(lambda: second.daemon.status().epoch > final.epoch, "an epoch after resuming")
     assert second.daemon.trainer.losses[0] < 0.5  # carried on, not a fresh random head
 
 
@@ -284,13 +284,13 @@ def test_a_corrupt_parameter_file_is_moved_aside_and_training_starts_fresh(
     params.write_bytes(bytes(data))
 
     running = start_daemon(trained_config)
-    assert not running.daemon.latest.trained and running.daemon.epochs_trained() == 0
+    assert not running.daemon.latest.trained and running.daemon.status().epoch == 0
     aside = list(state.glob(f"{PARAMS_FILE}.bad-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == bytes(data)
     assert not params.exists()
     assert any("checksum mismatch" in r.getMessage() for r in caplog.records)
     running.press("start")  # in Train: the samples are there, the head starts from initialize
-    wait_until(lambda: running.daemon.epochs_trained() >= 1, "a first epoch")
+    wait_until(lambda: running.daemon.status().epoch >= 1, "a first epoch")
     assert running.daemon.trainer.losses[0] > 0.3  # a random head's loss on two classes
 
 
@@ -319,7 +319,7 @@ def test_the_sample_store_survives_a_restart_and_retrains_the_head(start_daemon,
     assert not running.daemon.latest.trained
     pattern, _ = running.press_and_feel("start")
     assert pattern == STARTED
-    wait_until(lambda: running.daemon.epochs_trained() >= 30, "30 epochs")
+    wait_until(lambda: running.daemon.status().epoch >= 30, "30 epochs")
     running.press("start")
     losses = running.daemon.trainer.losses
     assert losses[-1] < 0.5 * losses[0]

@@ -1,6 +1,6 @@
-"""The wearable's hardware assembly (odar.wearable): the same devices on the emulated world
-(register-level MPU6050, gpiozero MockFactory) as on the real one, and clear errors when the
-sensor is not there."""
+"""The wearable's hardware assembly (odar.wearable, and odar.harness.emulated_wearable for the
+emulated one): the same devices on the emulated world (register-level MPU6050, gpiozero
+MockFactory) as on the real one, and clear errors when the sensor is not there."""
 
 from __future__ import annotations
 
@@ -10,24 +10,32 @@ from conftest import pulses_on
 
 from odar.config import load_config
 from odar.errors import SensorNotFoundError
-from odar.scenario import SwitchableMotion
-from odar.wearable import open_wearable
+from odar.harness.emulated_wearable import EmulatedWearable
+from odar.harness.scenario import SwitchableMotion
+from odar.wearable import open_real_wearable
 
 STANDARD_GRAVITY = 9.80665
 
 
+def open_emulated(path):
+    return EmulatedWearable.open(load_config(path), path.parent)
+
+
 @pytest.fixture
-def wearable(config_writer):
-    path = config_writer.write({"pins": {"led": 5}})
-    wearable = open_wearable(load_config(path), path.parent)
-    yield wearable
-    wearable.close()
+def world(config_writer):
+    world = open_emulated(config_writer.write({"pins": {"led": 5}}))
+    yield world
+    world.wearable.close()
 
 
-def test_the_emulated_wearable_has_buttons_motor_led_and_a_streaming_sensor(wearable):
-    assert wearable.emulated is not None
-    assert isinstance(wearable.emulated.motion, SwitchableMotion)
-    assert wearable.emulated.scenario.path.name == "scenario.yaml"
+@pytest.fixture
+def wearable(world):
+    return world.wearable
+
+
+def test_the_emulated_wearable_has_buttons_motor_led_and_a_streaming_sensor(world, wearable):
+    assert isinstance(world.motion, SwitchableMotion)
+    assert world.scenario.path.name == "scenario.yaml"
     wearable.sensor.start()
     blocks = []
     while sum(len(b) for b in blocks) < 50:
@@ -40,15 +48,14 @@ def test_the_emulated_wearable_has_buttons_motor_led_and_a_streaming_sensor(wear
     assert gravity == pytest.approx(STANDARD_GRAVITY, rel=0.15)
 
 
-def test_presses_on_the_mock_pins_reach_the_bound_handlers(wearable, config_writer):
-    config = load_config(config_writer.directory / "odar.yaml")
+def test_presses_on_the_mock_pins_reach_the_bound_handlers(world, wearable):
     pressed: list[str] = []
     wearable.buttons.bind(
         lambda: pressed.append("mode"),
         lambda: pressed.append("class"),
         lambda: pressed.append("start"),
     )
-    pins = wearable.emulated.press_pins(config)
+    pins = world.press_pins()
     assert {pin.info.name for pin in pins.values()} == {"GPIO17", "GPIO27", "GPIO22"}
     for name in ("start", "mode", "class", "start"):
         pins[name].drive_low()
@@ -56,8 +63,8 @@ def test_presses_on_the_mock_pins_reach_the_bound_handlers(wearable, config_writ
     assert pressed == ["start", "mode", "class", "start"]
 
 
-def test_the_motor_and_led_pins_play_the_same_pattern(wearable):
-    factory = wearable.emulated.pin_factory
+def test_the_motor_and_led_pins_play_the_same_pattern(world, wearable):
+    factory = world.pin_factory
     motor_pin, led_pin = factory.pin(18), factory.pin(5)
     pattern = ((0.08, 0.15), (0.08, 0.15), (0.3, 0.0))
     wearable.motor.play(pattern)
@@ -69,11 +76,9 @@ def test_the_motor_and_led_pins_play_the_same_pattern(wearable):
 
 def test_close_releases_the_pins_for_the_next_start(config_writer):
     path = config_writer.write()
-    config = load_config(path)
-    first = open_wearable(config, path.parent)
-    first.close()
-    second = open_wearable(config, path.parent)  # would raise GPIOPinInUse if still claimed
-    second.close()
+    open_emulated(path).wearable.close()
+    # would raise GPIOPinInUse if still claimed
+    open_emulated(path).wearable.close()
 
 
 @pytest.mark.parametrize(("bus", "address"), [(1, 0x68), (3, 0x69)])
@@ -81,13 +86,13 @@ def test_a_chip_answering_garbage_is_not_an_mpu6050_naming_bus_and_address(
     config_writer, bus, address
 ):
     path = config_writer.write({"sensor": {"bus": bus, "address": address}})
-    wearable = open_wearable(load_config(path), path.parent)
+    world = open_emulated(path)
     try:
-        wearable.emulated.sensor.chip.inject_who_am_i(0x12)
+        world.sensor.chip.inject_who_am_i(0x12)
         with pytest.raises(SensorNotFoundError) as caught:
-            wearable.sensor.start()
+            world.wearable.sensor.start()
     finally:
-        wearable.close()
+        world.wearable.close()
     message = str(caught.value)
     assert f"I2C bus {bus} address {address:#04x}" in message
     assert "0x12" in message
@@ -96,38 +101,37 @@ def test_a_chip_answering_garbage_is_not_an_mpu6050_naming_bus_and_address(
 
 def test_a_sensor_that_does_not_answer_names_bus_and_address(config_writer):
     path = config_writer.write()
-    wearable = open_wearable(load_config(path), path.parent)
+    world = open_emulated(path)
     try:
-        wearable.emulated.sensor.disconnect(3600.0)
+        world.sensor.disconnect(3600.0)
         with pytest.raises(SensorNotFoundError, match=r"I2C bus 1 address 0x68: no answer"):
-            wearable.sensor.start()
+            world.wearable.sensor.start()
     finally:
-        wearable.close()
+        world.wearable.close()
 
 
 def test_a_missing_i2c_device_node_is_reported_with_the_fix(config_writer, mock_factory):
     path = config_writer.write({"sensor": {"backend": "real", "bus": 250}})
     with pytest.raises(SensorNotFoundError, match=r"/dev/i2c-250 does not exist.*sensor\.bus"):
-        open_wearable(load_config(path), path.parent)
+        open_real_wearable(load_config(path))
 
 
 def test_the_daemon_stops_with_the_sensor_error_and_releases_the_hardware(
     config_writer, start_daemon, monkeypatch
 ):
-    import odar.sensor_rig
+    import odar.harness.sensor_rig
 
-    original = odar.sensor_rig.build_emulated_sensor
+    original = odar.harness.sensor_rig.build_emulated_sensor
 
     def clone_with_garbage(*args, **kwargs):
         kwargs["who_am_i"] = 0x00
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(odar.sensor_rig, "build_emulated_sensor", clone_with_garbage)
+    monkeypatch.setattr(odar.harness.sensor_rig, "build_emulated_sensor", clone_with_garbage)
     running = start_daemon(config_writer.write(), wait_ready=False)
     running.thread.join(30.0)
     error = running.outcome.get("error")
     assert isinstance(error, SensorNotFoundError)
     assert "I2C bus 1 address 0x68" in str(error) and "0x00" in str(error)
-    wearable = running.daemon.wearable
-    assert wearable.emulated.pin_factory.pins == {}  # buttons and motor released, reset
-    assert not wearable.motor.playing
+    assert running.world.pin_factory.pins == {}  # buttons and motor released, reset
+    assert not running.daemon.wearable.motor.playing

@@ -1,7 +1,7 @@
 """``odar bench sensor``: the FIFO driver against a per-register poller, in virtual time.
 
 Both read the same register-level emulated MPU-6050 on the same emulated I2C bus model
-(``odar.sensor_rig``), in one process, in virtual time: 600 s of sensor traffic cost only the
+(``harness.sensor_rig``), in one process, in virtual time: 600 s of sensor traffic cost only the
 CPU time of the driver and the emulator. ``--disconnects N`` adds the fault scenario: N loose
 wires of 50-500 ms through driver, ring buffer and window cutter. What each figure means is
 in :data:`DEFINITIONS`, which the JSON repeats under ``definitions``.
@@ -26,10 +26,10 @@ from odar.drivers.emulated.bus import BITS_PER_BYTE, START_BITS, STOP_BITS, Emul
 from odar.drivers.emulated.motion import ACTIVITIES, MotionSource
 from odar.drivers.mpu6050 import MPU6050, SensorBlock, bus_can_carry, nearest_sample_rate
 from odar.drivers.mpu6050_registers import FIFO_CAPACITY_SAMPLES
-from odar.drivers.register_poller import RegisterPoller
 from odar.drivers.sensor_settings import SensorSettings
+from odar.harness.bench.register_poller import RegisterPoller
+from odar.harness.sensor_rig import StillMotion, build_emulated_sensor, wearer_motion
 from odar.ring_buffer import RingBuffer
-from odar.sensor_rig import StillMotion, build_emulated_sensor, wearer_motion
 from odar.windows import Window, WindowCutter
 
 DEFINITIONS = {

@@ -25,15 +25,15 @@ from types import ModuleType
 
 import numpy as np
 
-from odar.bench import hapt_fewshot
 from odar.bottleneck import Bottleneck
 from odar.drivers.emulated.motion import ACTIVITIES
 from odar.errors import ConfigError
+from odar.harness.bench import hapt_fewshot
 from odar.head import Head
 from odar.manifest import load_manifest
 from odar.trainer import loss_settled
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_ARTIFACTS = ROOT / "artifacts"
 DEFAULT_SEED_HEAD = ROOT / "artifacts" / "seed-head"
 BUILDER = ROOT / "scripts" / "artifact_builder"

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from odar.config import load_config
+from odar.harness.emulated_wearable import EmulatedWearable
+from odar.harness.scenario import SwitchableMotion
 from odar.journal import setup_logging
 from odar.service import Daemon, Inferred
 
-ETC = Path(__file__).resolve().parent.parent / "etc"
+ETC = Path(__file__).resolve().parents[2] / "etc"
 DEMO_CONFIG = ETC / "demo.yaml"
 #: Target of the demo: the motor fires on nearly every walking window, hardly ever sitting.
 WALKING_PULSE_TARGET = 0.90
@@ -45,18 +47,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class DemoRecorder:
     """Counts inferred windows and motor pulses by what the emulated wearer was really doing."""
 
-    def __init__(self) -> None:
+    def __init__(self, motion: SwitchableMotion) -> None:
+        self._motion = motion
         self._lock = threading.Lock()
         self.windows: Counter[str] = Counter()
         self.pulses: Counter[str] = Counter()
         self.latencies: list[float] = []
-        self.daemon: Daemon | None = None
 
     def __call__(self, inferred: Inferred) -> None:
-        assert self.daemon is not None and self.daemon.wearable is not None
-        world = self.daemon.wearable.emulated
-        assert world is not None
-        truth = world.motion.activity_between(inferred.window.t_start, inferred.window.t_end)
+        truth = self._motion.activity_between(inferred.window.t_start, inferred.window.t_end)
         key = truth if truth is not None else "transition"
         with self._lock:
             self.windows[key] += 1
@@ -76,11 +75,11 @@ def run(args: argparse.Namespace) -> int:
         state_dir = args.state_dir if args.state_dir is not None else Path(scratch)
         paths = dataclasses.replace(config.paths, state_dir=state_dir.resolve())
         config = dataclasses.replace(config, sensor=sensor, paths=paths)
-        recorder = DemoRecorder()
-        daemon = Daemon(config, args.config.resolve().parent, observer=recorder, seed=emulated.seed)
-        recorder.daemon = daemon
+        world = EmulatedWearable.open(config, args.config.resolve().parent)
+        recorder = DemoRecorder(world.motion)
+        daemon = Daemon(config, world.wearable, observer=recorder, seed=emulated.seed)
         started = time.monotonic()
-        status = daemon.run()
+        status = world.run(daemon)
         wall = time.monotonic() - started
         summary = summarise(daemon, recorder, wall)
     if args.json:
@@ -114,7 +113,7 @@ def summarise(daemon: Daemon, recorder: DemoRecorder, wall_seconds: float) -> di
             and rates.get("sitting", 1.0) <= SITTING_PULSE_LIMIT
         ),
         "window_to_decision_seconds_p50": latencies[len(latencies) // 2] if latencies else None,
-        "virtual_seconds": daemon.wearable.clock.monotonic() if daemon.wearable else None,
+        "virtual_seconds": daemon.wearable.clock.monotonic(),
         "wall_seconds": round(wall_seconds, 2),
         "runtime": daemon.engine.runtime.name,
     }

@@ -145,7 +145,7 @@ def _summary(tasks: list[Task], scores: list[float], names: tuple[str, ...]) -> 
 
 
 def _head_scores(directory: Path, x: np.ndarray, tasks: list[Task], label: str, args) -> dict:
-    from odar.bench.fewshot import train_until_settled
+    from odar.harness.bench.fewshot import train_until_settled
 
     manifest = load_manifest(directory)
     needed = np.unique(np.concatenate([np.concatenate([t.train, t.test]) for t in tasks]))
@@ -169,7 +169,7 @@ def _head_scores(directory: Path, x: np.ndarray, tasks: list[Task], label: str, 
 
 
 def _baseline_scores(x: np.ndarray, tasks: list[Task]) -> dict:
-    from odar.bench.fewshot import logistic_regression_accuracy, statistics_features
+    from odar.harness.bench.fewshot import logistic_regression_accuracy, statistics_features
 
     needed = np.unique(np.concatenate([np.concatenate([t.train, t.test]) for t in tasks]))
     stats = np.zeros((len(x), 24))

@@ -34,6 +34,8 @@ import yaml
 from odar.drivers.clock import Clock
 from odar.drivers.emulated.motion import ACTIVITIES, PLACEMENTS, ActivityStream, Wearer
 from odar.errors import ConfigError
+from odar.journal import log_event
+from odar.service import Status
 
 _log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ def resolve_scenario(name_or_path: str, config_dir: Path) -> Path:
         candidates += [
             config_dir / given,
             config_dir / "scenarios" / f"{name_or_path}.yaml",
-            Path(__file__).resolve().parent.parent / "etc" / "scenarios" / f"{name_or_path}.yaml",
+            Path(__file__).resolve().parents[2] / "etc" / "scenarios" / f"{name_or_path}.yaml",
         ]
     for candidate in candidates:
         if candidate.is_file():
@@ -213,12 +215,10 @@ class SwitchableMotion:
         return out
 
 
-class DaemonProbe(Protocol):
-    """What a scenario asks of the daemon it drives."""
+class DaemonView(Protocol):
+    """What a scenario asks of the daemon it drives (:class:`odar.service.Daemon` has it)."""
 
-    def selected_class_count(self) -> int: ...
-    def epochs_trained(self) -> int: ...
-    def loss_settled(self) -> bool: ...
+    def status(self) -> Status: ...
     def request_stop(self) -> None: ...
 
 
@@ -229,7 +229,8 @@ class Faults:
 
 
 class ScenarioPlayer:
-    """Plays a scenario on its own thread: activities, presses, waits, faults."""
+    """Plays a scenario on its own thread: activities, presses, waits, faults. It begins when the
+    daemon is ready and ends with the scenario, on :meth:`cancel`, or when the daemon stops."""
 
     def __init__(
         self,
@@ -237,7 +238,7 @@ class ScenarioPlayer:
         motion: SwitchableMotion,
         clock: Clock,
         press_pins: Mapping[str, Any],
-        probe: DaemonProbe,
+        daemon: DaemonView,
         faults: Faults,
         logger: logging.Logger = _log,
     ) -> None:
@@ -245,7 +246,7 @@ class ScenarioPlayer:
         self._motion = motion
         self._clock = clock
         self._pins = press_pins
-        self._probe = probe
+        self._daemon = daemon
         self._faults = faults
         self._log = logger
         self._cancel = threading.Event()
@@ -258,9 +259,12 @@ class ScenarioPlayer:
     def cancel(self) -> None:
         self._cancel.set()
 
+    def _ended(self) -> bool:
+        return self._cancel.is_set() or self._daemon.status().stopping
+
     def _sleep(self, seconds: float) -> None:
         end = self._clock.monotonic() + seconds
-        while not self._cancel.is_set():
+        while not self._ended():
             left = end - self._clock.monotonic()
             if left <= 0:
                 return
@@ -268,8 +272,13 @@ class ScenarioPlayer:
 
     def _run(self) -> None:
         try:
+            while not self._daemon.status().ready:
+                if self._ended():
+                    return
+                self._clock.sleep(1.0 / POLLS_PER_SECOND)
+            log_event(self._log, f"scenario {self.scenario.path.name} starts", event="scenario")
             for step in self.scenario.steps:
-                if self._cancel.is_set():
+                if self._ended():
                     return
                 self._play(step)
         except Exception:
@@ -299,17 +308,19 @@ class ScenarioPlayer:
         elif step.kind == "until":
             self._until(step)
         elif step.kind == "end" and step.value == "stop":
-            self._probe.request_stop()
+            self._daemon.request_stop()
 
     def _until(self, step: Step) -> None:
         condition, target = step.value
-        checks: dict[str, Callable[[], bool]] = {
-            "collected": lambda: self._probe.selected_class_count() >= int(target),
-            "epochs": lambda: self._probe.epochs_trained() >= int(target),
-            "loss_settled": lambda: self._probe.loss_settled() == bool(target),
+        checks: dict[str, Callable[[Status], bool]] = {
+            "collected": lambda status: status.selected_count >= int(target),
+            "epochs": lambda status: status.epoch >= int(target),
+            "loss_settled": lambda status: status.loss_settled == bool(target),
         }
         deadline = self._clock.monotonic() + (step.timeout or 0.0)
-        while not checks[condition]():
+        while not checks[condition](self._daemon.status()):
+            if self._ended():
+                return
             if self._clock.monotonic() >= deadline:
                 self._log.warning("scenario: until %s %s timed out", condition, target)
                 return

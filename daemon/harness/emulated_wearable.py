@@ -1,0 +1,107 @@
+"""The emulated wearable: the daemon's devices on the register-level MPU6050 emulator and
+gpiozero's MockFactory, worn by a scripted wearer (:mod:`odar.harness.scenario`).
+
+``odar run`` builds it for ``sensor.backend: emulated`` (the systemd tests), as do the demo,
+``odar bench daemon`` and the tests. The daemon gets the same :class:`~odar.wearable.Wearable`
+as on real hardware and cannot tell which it drives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
+
+from odar.config import Config
+from odar.drivers.emulated.clock import ScaledClock
+from odar.drivers.emulated.motion import Wearer
+from odar.harness import sensor_rig
+from odar.harness.scenario import (
+    Faults,
+    Scenario,
+    ScenarioPlayer,
+    SwitchableMotion,
+    load_scenario,
+    resolve_scenario,
+)
+from odar.harness.sensor_rig import EmulatedSensor
+from odar.service import Daemon
+from odar.wearable import Wearable, assemble_wearable
+
+
+@dataclass
+class EmulatedWearable:
+    """The wearable the daemon drives, and what only the emulated one has: the chip, the
+    scripted wearer and its scenario, the mock pins."""
+
+    wearable: Wearable
+    sensor: EmulatedSensor
+    motion: SwitchableMotion
+    scenario: Scenario
+    pin_factory: MockFactory
+    config: Config
+
+    @classmethod
+    def open(cls, config: Config, config_dir: Path) -> EmulatedWearable:
+        """The wearer and chip of ``sensor.emulated`` (its scenario looked up beside the
+        config, in *config_dir*), on a clock ``sensor.emulated.speed`` times real time."""
+        emulated = config.sensor.emulated
+        scenario = load_scenario(resolve_scenario(emulated.scenario, config_dir))
+        seed = emulated.seed if emulated.seed is not None else scenario.seed
+        # Noise and bias stay (the emulated chip has none of its own); saturation and
+        # quantisation are the chip's job at the configured full scale.
+        wearer = dataclasses.replace(
+            Wearer.random(np.random.default_rng(seed), placements=[scenario.placement]),
+            accel_range_g=None,
+            gyro_range_dps=None,
+        )
+        first = next((s.value for s in scenario.steps if s.kind == "activity"), "sitting")
+        motion = SwitchableMotion(wearer, first, seed)
+        clock = ScaledClock(emulated.speed)
+        # Looked up on the module at call time, so a test can hand the wearable another chip.
+        sensor = sensor_rig.build_emulated_sensor(config.sensor.settings, motion, clock)
+        factory = MockFactory(pin_class=MockPWMPin)
+        wearable = assemble_wearable(config, sensor.bus, clock, factory, emulated.speed)
+        wearable.release = factory.reset
+        return cls(wearable, sensor, motion, scenario, factory, config)
+
+    def press_pins(self) -> dict[str, MockPin]:
+        """The buttons' pins, by the scenario's button names: drive_low() is a finger on it."""
+        pins = self.config.pins
+        return {
+            "mode": self.pin_factory.pin(pins.mode_button),
+            "class": self.pin_factory.pin(pins.class_button),
+            "start": self.pin_factory.pin(pins.start_button),
+        }
+
+    def player(self, daemon: Daemon) -> ScenarioPlayer:
+        """The scenario played on this wearable against *daemon*, from its READY=1."""
+        return ScenarioPlayer(
+            self.scenario,
+            self.motion,
+            self.wearable.clock,
+            self.press_pins(),
+            daemon,
+            Faults(
+                disconnect=lambda seconds: self.sensor.disconnect(seconds),
+                stall=lambda seconds: self.sensor.bus.inject_stall(seconds),
+            ),
+        )
+
+    def run(self, daemon: Daemon) -> int:
+        """``daemon.run()`` (*daemon* built on :attr:`wearable`) with the scenario playing."""
+        player = self.player(daemon)
+        player.start()
+        try:
+            return daemon.run()
+        finally:
+            player.cancel()
+
+
+def run_emulated(config: Config, config_path: Path) -> int:
+    """``odar run`` on the emulated wearable."""
+    world = EmulatedWearable.open(config, config_path.resolve().parent)
+    return world.run(Daemon(config, world.wearable, config_path=config_path))
