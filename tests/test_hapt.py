@@ -205,3 +205,17 @@ def test_fetch_uses_a_cached_pickle_without_downloading(monkeypatch, tmp_path):
 
     monkeypatch.setattr(hapt.subprocess, "run", no_download)
     assert hapt.fetch(tmp_path) == tmp_path / "hapt" / "HAPT.pkl.gz"
+
+
+def test_activity_loop_plays_the_longest_run_looped_and_interpolated():
+    labels = np.array([3, 3, -1, 3, 3, 3, 0])  # sitting runs of 2 and 3 samples
+    samples = np.zeros((7, 6), np.float32)
+    samples[3:6, 0] = [10.0, 20.0, 30.0]
+    loop = hapt.ActivityLoop(hapt.Recording(1, 0, samples, labels), "sitting")
+    assert loop.duration == pytest.approx(3 / 50.0)
+    # 50 Hz: t = 0.01 s is halfway between the first two samples; after the last sample the
+    # loop interpolates back to the first; one duration later it repeats.
+    values = loop.read(np.array([0.0, 0.01, 0.05, 0.06 + 0.02]))[:, 0]
+    np.testing.assert_allclose(values, [10.0, 15.0, 20.0, 20.0])
+    with pytest.raises(DatasetError, match="has no walking"):
+        hapt.ActivityLoop(hapt.Recording(1, 0, samples[:6], labels[:6]), "walking")

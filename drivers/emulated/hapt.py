@@ -353,3 +353,39 @@ def windows(
         np.asarray(subjects, np.int64),
         np.asarray(indices, np.int64),
     )
+
+
+# --- replay -------------------------------------------------------------------------------
+
+
+def label_runs(labels: np.ndarray, label: int) -> list[tuple[int, int]]:
+    """(start, end) of every run of *label* in *labels*, in order."""
+    inside = np.concatenate([[False], labels == label, [False]])
+    edges = np.flatnonzero(np.diff(inside.astype(np.int8)))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+class ActivityLoop:
+    """The longest stretch of one activity in a recording, looped, as a motion source for the
+    register-level emulator: ``read(times)`` interpolates linearly between the 50 Hz samples,
+    so the chip samples it at its own rate and quantises it at its configured ranges."""
+
+    def __init__(self, recording: Recording, activity: str) -> None:
+        if activity not in ACTIVITIES:
+            raise DatasetError(
+                f"HAPT has no activity {activity!r} (one of {', '.join(ACTIVITIES)})"
+            )
+        runs = label_runs(recording.labels, ACTIVITIES.index(activity))
+        if not runs:
+            raise DatasetError(f"{recording.name} has no {activity}")
+        start, end = max(runs, key=lambda run: run[1] - run[0])
+        self.activity = activity
+        self.samples = recording.samples[start:end].astype(np.float64)
+        self.duration = len(self.samples) / RATE_HZ
+
+    def read(self, times: np.ndarray) -> np.ndarray:
+        position = np.mod(np.asarray(times, dtype=np.float64), self.duration) * RATE_HZ
+        first = np.floor(position).astype(np.int64) % len(self.samples)
+        weight = (position - np.floor(position))[:, None]
+        second = (first + 1) % len(self.samples)
+        return self.samples[first] * (1.0 - weight) + self.samples[second] * weight
