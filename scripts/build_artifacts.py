@@ -101,6 +101,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_false",
         help="learnt features only (no per-axis mean/std/min/max beside them)",
     )
+    p.add_argument(
+        "--class-scores",
+        action="store_true",
+        help="append the pretraining classifier's scores (one per pretraining class) to the "
+        "features",
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch (CI)")
@@ -207,6 +213,7 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
         bottleneck_function,
         feature_statistics,
         pretrain,
+        with_class_scores,
     )
     from artifact_builder.convert import to_tflite
 
@@ -219,6 +226,11 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
     started = time.monotonic()
     base, quality = pretrain(spec, x, y, x_val, y_val, len(activities), args.epochs, args.seed)
     quality["pretrain_seconds"] = round(time.monotonic() - started, 1)
+    scorer = quality.pop("class_scorer")
+    feature_size = spec.feature_size
+    if args.class_scores:
+        base = with_class_scores(base, scorer)
+        feature_size += len(activities)
     statistics = None if args.raw_features else feature_statistics(base, x)
     path = out_dir / "bottleneck.tflite"
     path.write_bytes(to_tflite(bottleneck_function(base, WINDOW, statistics)))
@@ -227,11 +239,12 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
         "architecture": f"scaling (accel/g, |a|, |w|) + Conv1D {list(spec.filters)} stride 2 "
         "+ BatchNorm + ReLU, global average and max pooling"
         + (", beside per-axis mean/std/min/max of the scaled window" if stats else "")
+        + (", then the pretraining classifier's scores" if args.class_scores else "")
         + ("" if statistics is None else ", standardised with the pretraining set's statistics"),
         "training_data": provenance,
         "quality": quality,
     }
-    return path, spec.feature_size, info
+    return path, feature_size, info
 
 
 def external_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:

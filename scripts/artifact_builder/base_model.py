@@ -90,7 +90,8 @@ def pretrain(
     inputs = tf.keras.Input((spec.window, 6))
     features = base(inputs)
     hidden = tf.keras.layers.Dropout(spec.dropout)(features)
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(hidden)
+    scorer = tf.keras.layers.Dense(num_classes, activation="softmax", name="pretrain_classes")
+    outputs = scorer(hidden)
     classifier = tf.keras.Model(inputs, outputs)
     batch_size = 64
     # Cosine decay to zero: the last epochs settle instead of bouncing at the full rate.
@@ -119,7 +120,20 @@ def pretrain(
         "final_train_accuracy": float(history.history["accuracy"][-1]),
         "validation_accuracy": float(val_accuracy),
     }
+    quality["class_scorer"] = scorer  # popped by the builder: with_class_scores needs it
     return base, quality
+
+
+def with_class_scores(base: tf.keras.Model, scorer: tf.keras.layers.Dense) -> tf.keras.Model:
+    """The base with the pretraining classifier's scores (logits, one per pretraining class)
+    after its features: what the base learnt to tell apart, handed to the head directly."""
+    kernel, bias = scorer.get_weights()
+    inputs = tf.keras.Input(base.input_shape[1:], name="window")
+    features = base(inputs)
+    scores = tf.keras.layers.Dense(kernel.shape[1], name="class_scores")
+    combined = tf.keras.layers.Concatenate(name="features_and_scores")([features, scores(features)])
+    scores.set_weights([kernel, bias])
+    return tf.keras.Model(inputs, combined, name="bottleneck_with_scores")
 
 
 def feature_statistics(
