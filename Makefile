@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml scripts/setup-dev.sh scripts/apt-need.sh
 setup: $(STAMP)
 
 demo: $(STAMP)
+	bash scripts/link-modules.sh $(VENV)
 	$(BIN)/odar demo
 
 lint: $(STAMP)

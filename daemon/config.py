@@ -24,8 +24,6 @@ from odar.drivers.sensor_settings import SensorSettings
 from odar.errors import ConfigError, SensorSettingsError
 
 DEFAULT_STATE_DIR = Path("/var/lib/odar")
-#: BCM numbers of the 40-pin header's GPIOs.
-BCM_PINS = range(0, 28)
 
 
 def _setting(default: Any, *, low: float | None = None, high: float | None = None) -> Any:
@@ -96,6 +94,17 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class StorageConfig:
+    """Bounds on what collecting may take of the SD card (MiB = 2**20 bytes)."""
+
+    #: The sample store's largest size: 2 GiB is about 200,000 samples (55 hours of collecting
+    #: at one window a second), a sixth of a 16 GB card's room after the OS.
+    max_samples_mib: int = _setting(2048, low=1, high=1_048_576)
+    #: Collect stops before the file system's free space falls below this.
+    reserve_free_mib: int = _setting(512, low=0, high=1_048_576)
+
+
+@dataclass(frozen=True)
 class PathsConfig:
     """Relative paths are taken relative to the config file's directory."""
 
@@ -123,6 +132,7 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
@@ -234,7 +244,7 @@ def _convert(hint: Any, value: object, key: str, metadata: Mapping[str, Any], so
             return None
         (hint,) = options  # only "X | None" is used in the sections above
         origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _build(hint, value, key, source)
     if origin is Literal:
         choices = typing.get_args(hint)

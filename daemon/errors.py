@@ -53,3 +53,12 @@ class DatasetError(OdarError, ValueError):
 
 class TraceError(OdarError, ValueError):
     """A recorded motion trace (CSV or NPZ) cannot be replayed. Names the file and the fault."""
+
+
+class StateDirectoryError(OdarError, ValueError):
+    """The state directory is unsafe (foreign owner, writable by others) or in use by another
+    odar. Names the directory and what is wrong; ``odar run`` exits 78."""
+
+
+class RootRefusedError(OdarError, ValueError):
+    """``odar run`` as root without ``--allow-root``."""

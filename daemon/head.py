@@ -8,6 +8,7 @@ train_head artifact leaves out of the loss.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,7 @@ class Head:
     def _run(self, artifact: str, inputs: Arrays) -> Arrays:
         return self._models[artifact].run(inputs)
 
-    def _check_parameters(self, params: Arrays) -> None:
+    def _check_parameters(self, params: Mapping[str, np.ndarray]) -> None:
         for name, shape in self.manifest.parameters.items():
             if name not in params:
                 raise ArtifactError(f"parameter {name!r} missing (have {sorted(params)})")
@@ -123,7 +124,7 @@ class Head:
         new_params, new_state = self.apply_gradients(params, gradients, opt_state)
         return loss, new_params, new_state
 
-    def predict(self, params: Arrays, bottleneck: np.ndarray) -> np.ndarray:
+    def predict(self, params: Mapping[str, np.ndarray], bottleneck: np.ndarray) -> np.ndarray:
         """Class probabilities ``(N,)`` for one feature vector ``(F,)``."""
         self._check_parameters(params)
         feature = np.asarray(bottleneck, np.float32).reshape(1, self.feature_size)

@@ -4,25 +4,30 @@ File layout (little-endian)::
 
     b"ODARHEAD"                 magic, 8 bytes
     u32 header_length
-    header                      UTF-8 JSON: schema, manifest_hash, payload_length
+    header                      UTF-8 JSON: schema, manifest_hash (the head binding, below),
+                                payload_length
     payload                     .npz of the arrays (no pickles)
     SHA-256                     32 bytes, over every byte before it
 
-The manifest hash ties the parameters to the artifacts that trained them, so a head trained
-for one bottleneck is never loaded into another. A file that fails any check is moved aside
-as ``<name>.bad-<timestamp>`` and :meth:`ParamStore.load` returns None: training then starts
-from the ``initialize`` artifact.
+The header's ``manifest_hash`` field ties the parameters to what they depend on, so a head
+trained for one bottleneck or head layout is never loaded into another. Since schema 1's second
+release it holds :func:`odar.engine.head_binding` (the bottleneck's SHA-256, the parameters'
+and optimizer state's names and shapes, the optimizer), not the manifest file's hash: a
+cosmetic edit of manifest.json keeps the head. A file saved under the manifest file's hash by
+an earlier odar is still accepted (``also_accept``) and rewritten at the next save. A file that
+fails any check is moved aside as ``<name>.bad-<timestamp>`` and :meth:`ParamStore.load`
+returns None: training then starts from the ``initialize`` artifact.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
 import struct
+import threading
 import time
 import zipfile
 import zlib
@@ -32,7 +37,14 @@ from pathlib import Path
 
 import numpy as np
 
-from odar.errors import StateError, StateWriteError
+from odar.errors import StateError
+from odar.state_files import (  # noqa: F401 (re-exported: controls and older callers)
+    fsync_directory,
+    move_aside,
+    read_bounded,
+    remove_stale_temporaries,
+    write_atomically,
+)
 
 MAGIC = b"ODARHEAD"
 SCHEMA_VERSION = 1
@@ -72,7 +84,9 @@ def encode_head_state(state: HeadState, manifest_hash: str) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-def decode_head_state(data: bytes, manifest_hash: str, source: str = "<bytes>") -> HeadState:
+def decode_head_state(
+    data: bytes, manifest_hash: str, source: str = "<bytes>", also_accept: tuple[str, ...] = ()
+) -> HeadState:
     """The state in *data*; :class:`StateError` naming *source* if it is not a good one for us."""
     if len(data) < len(MAGIC) + _LENGTH.size + _DIGEST_BYTES or not data.startswith(MAGIC):
         raise StateError(f"{source}: not an odar parameter file (bad magic or too short)")
@@ -93,7 +107,7 @@ def decode_head_state(data: bytes, manifest_hash: str, source: str = "<bytes>") 
         raise StateError(
             f"{source}: schema {header.get('schema')!r}, this odar reads {SCHEMA_VERSION}"
         )
-    if header.get("manifest_hash") != manifest_hash:
+    if header.get("manifest_hash") not in (manifest_hash, *also_accept):
         raise StateError(
             f"{source}: trained for artifacts {header.get('manifest_hash')!r}, "
             f"these are {manifest_hash!r}"
@@ -141,20 +155,31 @@ class ParamStore:
         path: str | os.PathLike[str],
         manifest_hash: str,
         *,
+        also_accept: tuple[str, ...] = (),
         wall_clock: Callable[[], float] = time.time,
         logger: logging.Logger = _log,
     ) -> None:
         self.path = Path(path)
         self.manifest_hash = manifest_hash
+        self._also_accept = also_accept
         self._wall_clock = wall_clock
         self._log = logger
+        # One save at a time: the trainer's periodic save, its save on stop and the shutdown
+        # save may come from different threads; each must land whole, one after the other.
+        self._lock = threading.Lock()
 
     def save(self, state: HeadState) -> None:
         """Replace the file; on failure raise :class:`StateWriteError`, the old file intact."""
-        write_atomically(self.path, encode_head_state(state, self.manifest_hash))
+        data = encode_head_state(state, self.manifest_hash)
+        with self._lock:
+            write_atomically(self.path, data)
 
     def load(self) -> HeadState | None:
         """The saved state, or None if there is none or it was bad (then it is moved aside)."""
+        with self._lock:
+            return self._load()
+
+    def _load(self) -> HeadState | None:
         remove_stale_temporaries(self.path, self._log)
         try:
             data = read_bounded(self.path, MAX_FILE_BYTES)
@@ -167,7 +192,9 @@ class ParamStore:
             self._log.error("cannot read %s: %s; starting from initialize", self.path, error)
             return None
         try:
-            return decode_head_state(data, self.manifest_hash, source=str(self.path))
+            return decode_head_state(
+                data, self.manifest_hash, str(self.path), also_accept=self._also_accept
+            )
         except StateError as error:
             self._set_aside(error)
             return None
@@ -179,87 +206,3 @@ class ParamStore:
             self._log.error("%s; cannot move it aside: %s", error, move_error)
             return
         self._log.warning("%s; moved to %s, training starts from initialize", error, moved.name)
-
-
-def read_bounded(path: Path, limit: int) -> bytes:
-    """The whole file, or :class:`StateError` if it is larger than *limit* bytes."""
-    with open(path, "rb") as file:
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise StateError(f"{path}: larger than {limit} bytes, not an odar state file")
-    return data
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace *path* with *data* so that a power cut leaves the old or the new file, whole.
-
-    Temp file in the same directory, fsync, rename over, fsync of the directory (without the
-    last step the rename itself may be lost). :class:`StateWriteError` on failure.
-    """
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                written = os.write(descriptor, view)
-                view = view[written:]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
-        os.replace(temporary, path)
-    except OSError as error:
-        # Never created, or the directory is unwritable: nothing more to clean up.
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise StateWriteError(
-            error.errno, f"cannot save {path}: {error.strerror or error}"
-        ) from error
-    fsync_directory(path.parent)
-
-
-def remove_stale_temporaries(path: Path, logger: logging.Logger = _log) -> None:
-    """Delete temp files that a process killed mid-save left beside *path* (see
-    :func:`write_atomically`); the file itself was never touched by them."""
-    ours = f".{path.name}.tmp-{os.getpid()}"
-    try:
-        leftovers = [p for p in path.parent.glob(f".{path.name}.tmp-*") if p.name != ours]
-    except OSError:
-        return
-    for leftover in leftovers:
-        try:
-            leftover.unlink()
-        except OSError as error:
-            logger.warning("cannot remove the stale %s: %s", leftover, error.strerror)
-        else:
-            logger.info("removed %s, left by a save that was cut short", leftover.name)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename or a new file in *directory* durable."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as error:
-        raise StateWriteError(
-            error.errno, f"cannot sync {directory}: {error.strerror or error}"
-        ) from error
-    try:
-        os.fsync(descriptor)
-    except OSError as error:
-        raise StateWriteError(
-            error.errno, f"cannot sync {directory}: {error.strerror or error}"
-        ) from error
-    finally:
-        os.close(descriptor)
-
-
-def move_aside(path: Path, now: float) -> Path:
-    """Rename *path* to ``<name>.bad-<UTC timestamp>`` (numbered if that exists); the new path."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
-    target = path.with_name(f"{path.name}.bad-{stamp}")
-    number = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.bad-{stamp}-{number}")
-        number += 1
-    os.replace(path, target)
-    return target

@@ -20,10 +20,12 @@ import numpy as np
 class Block(Protocol):
     """What ``append`` takes (``odar.drivers.mpu6050.SensorBlock``)."""
 
-    timestamps: np.ndarray
-    samples: np.ndarray
-    gap: bool
-
+    @property
+    def timestamps(self) -> np.ndarray: ...
+    @property
+    def samples(self) -> np.ndarray: ...
+    @property
+    def gap(self) -> bool: ...
     def __len__(self) -> int: ...
 
 

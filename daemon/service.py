@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,16 +28,17 @@ from odar.collector import Collector
 from odar.config import Config, load_config
 from odar.controls import Controls, Event, EventKind, Mode
 from odar.detector import Detection, Detector
-from odar.drivers.mpu6050 import nearest_sample_rate
+from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
-from odar.errors import ConfigError, StateWriteError
-from odar.haptics import detection_pattern, pattern_for
+from odar.errors import ConfigError, RootRefusedError
+from odar.haptics import REFUSED, Pattern, detection_pattern, pattern_for
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_store import SampleStore, StoreLayout
 from odar.signals import SignalRequests
+from odar.state_dir import StateDirectory
 from odar.trainer import LatestHead, Trainer
 from odar.wearable import Wearable, open_real_wearable
 from odar.windows import Window, WindowCutter
@@ -64,7 +66,22 @@ class Inferred:
     decided_at: float
 
 
-Observer = Callable[[Inferred], None]
+class Observer:
+    """The public hook for watching a running daemon (the demo, the benches, the tests):
+    override what you watch; each default does nothing. The calls come on the daemon's threads,
+    as the thing happens: keep them short."""
+
+    def block_read(self, block: SensorBlock) -> None:
+        """A block from the sensor (samples or a gap mark), put into the ring buffer."""
+
+    def window_cut(self, window: Window) -> None:
+        """A window cut from the ring buffer, about to be processed (whatever the mode)."""
+
+    def confirmed(self, event: Event, pattern: Pattern) -> None:
+        """A press was handled; *pattern* is what the motor was given to confirm it."""
+
+    def inferred(self, inferred: Inferred) -> None:
+        """An inferred window (Infer mode)."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +115,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIG,
         help=f"configuration file (default {DEFAULT_CONFIG})",
     )
+    parser.add_argument(
+        "--allow-root",
+        action="store_true",
+        help="run even as root (refused otherwise: the unit runs odar as the user odar)",
+    )
+
+
+def refuse_root(allow_root: bool, euid: int | None = None) -> None:
+    """:class:`RootRefusedError` when running as root and not told it is fine."""
+    if (os.geteuid() if euid is None else euid) == 0 and not allow_root:
+        raise RootRefusedError(
+            "refusing to run as root: the daemon needs no privileges (the unit runs it as "
+            "the user odar); pass --allow-root if you mean it"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_root(args.allow_root)
     setup_logging("info")
     config = load_config(args.config)
     setup_logging(config.logging.level)
@@ -131,11 +163,13 @@ class Daemon:
         self.config_path = config_path
         self.wearable = wearable
         self.notifier = notifier if notifier is not None else SystemdNotifier()
-        self.observer = observer
+        self.observer = observer if observer is not None else Observer()
         self.signals = SignalRequests()
         #: Clock time when READY=1 was sent; None before.
         self.ready_at: float | None = None
         self._fatal: str | None = None
+        #: Why the last Collect was refused (store cap, free-space reserve), for STATUS.
+        self._collect_refusal: str | None = None
         self._stopping = False
         self._restart_cutter = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -149,22 +183,38 @@ class Daemon:
             _, rate = nearest_sample_rate(config.sensor.settings)
             self.decimation = self.engine.decimation_for(rate)
 
-            state_dir = config.state_dir
-            try:
-                state_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise StateWriteError(
-                    error.errno, f"paths.state_dir: cannot create {state_dir}: {error.strerror}"
-                ) from error
+            self.state = StateDirectory.open(config.state_dir)
+            undo_on_failure.callback(self.state.close)
+            state_dir = self.state.path
+            self.state.remove_stale_temporaries((PARAMS_FILE, SAMPLES_FILE, CONTROLS_FILE), _log)
             layout = StoreLayout(
-                self.engine.manifest_hash,
+                self.engine.bottleneck_sha256,
                 manifest.num_classes,
                 manifest.feature_size,
                 (manifest.window_samples, len(manifest.input_layout)),
             )
-            self.samples = SampleStore.open(state_dir / SAMPLES_FILE, layout)
+            self.samples = SampleStore.open(
+                state_dir / SAMPLES_FILE,
+                layout,
+                features_for=self.engine.bottleneck.features_of,
+                legacy_manifest_hash=self.engine.manifest_hash,
+            )
             undo_on_failure.callback(self.samples.close)
-            self.param_store = ParamStore(state_dir / PARAMS_FILE, self.engine.manifest_hash)
+            self._bound_samples(config)
+            if self.samples.features_recomputed:
+                log_event(
+                    _log,
+                    "the bottleneck changed: the stored samples' features were recomputed "
+                    "with the new one; train the head again",
+                    logging.WARNING,
+                    event="features_recomputed",
+                )
+            self.param_store = ParamStore(
+                state_dir / PARAMS_FILE,
+                self.engine.head_binding,
+                # A head saved by an earlier odar, bound to the manifest file's bytes.
+                also_accept=(self.engine.manifest_hash,),
+            )
             head = self.engine.head
             saved = self.param_store.load()
             if saved is None:
@@ -231,11 +281,38 @@ class Daemon:
 
     # ------------------------------------------------------------------ events
 
+    def _bound_samples(self, config: Config) -> None:
+        storage = config.storage
+        self.samples.set_bounds(storage.max_samples_mib * 2**20, storage.reserve_free_mib * 2**20)
+
+    def _refuse_collect(self, reason: str, press: Event | None = None) -> None:
+        """Collect cannot store another sample: stop the run, rattle, say why. *press*: the
+        start press refused (None when a running Collect reaches a bound)."""
+        stopped = self.controls.stop()
+        self._collect_refusal = reason
+        self.wearable.motor.play(REFUSED)
+        if self.wearable.led is not None:
+            self.wearable.led.play(REFUSED)
+        confirmed = press if press is not None else stopped
+        if confirmed is not None:
+            self.observer.confirmed(confirmed, REFUSED)
+        log_event(
+            _log, f"collect refused: {reason}", logging.WARNING, event="refused", mode="collect"
+        )
+        self._publish_status()
+
     def _handle(self, event: Event) -> None:
+        if event.kind is EventKind.STARTED and event.mode is Mode.COLLECT:
+            reason = self.samples.can_accept()
+            if reason is not None:
+                self._refuse_collect(reason, press=event)
+                return
+            self._collect_refusal = None
         pattern = pattern_for(event)
         self.wearable.motor.play(pattern)
         if self.wearable.led is not None:
             self.wearable.led.play(pattern)
+        self.observer.confirmed(event, pattern)
         level = logging.WARNING if event.kind is EventKind.REFUSED else logging.INFO
         log_event(
             _log,
@@ -277,6 +354,7 @@ class Daemon:
                 block = sensor.read()
                 if len(block) or block.gap:
                     self.ring.append(block)
+                    self.observer.block_read(block)
                 if watchdog_every is not None and (len(block) or sensor.recovering):
                     now = time.monotonic()
                     if now >= next_ping:
@@ -296,6 +374,7 @@ class Daemon:
                 window = self.cutter.next_window(timeout=0.2)
                 if window is None:
                     continue
+                self.observer.window_cut(window)
                 self._process(window)
         except Exception as error:
             _log.exception("the window loop failed")
@@ -308,12 +387,15 @@ class Daemon:
         mode, class_index = controls.mode, controls.class_index
         features = self.engine.bottleneck.features(window.samples)
         if mode is Mode.COLLECT:
+            reason = self.samples.can_accept()
+            if reason is not None:
+                self._refuse_collect(reason)
+                return
             self.collector.collect(window, features, class_index)
             self._publish_status()
         elif mode is Mode.INFER:
             detection = self.detector.detect(features)
-            if self.observer is not None:
-                self.observer(Inferred(window, detection, self.wearable.clock.monotonic()))
+            self.observer.inferred(Inferred(window, detection, self.wearable.clock.monotonic()))
 
     def _fail(self, reason: str) -> None:
         self._fatal = reason
@@ -356,7 +438,9 @@ class Daemon:
             f"class {self.class_names[status.class_index]}; samples: {counts}; "
             f"epoch {status.epoch}"
         )
-        return text + (f", loss {status.loss:.4f}" if status.loss is not None else "")
+        text += f", loss {status.loss:.4f}" if status.loss is not None else ""
+        refusal = self._collect_refusal
+        return text + (f"; collect refused: {refusal}" if refusal and not status.running else "")
 
     def _publish_status(self) -> None:
         self.notifier.status(self.status_text())
@@ -377,6 +461,7 @@ class Daemon:
         self.pulse_seconds = new.inference.pulse_seconds
         self.trainer.save_every_seconds = new.training.save_every_seconds
         self.trainer.max_epochs = new.training.max_epochs
+        self._bound_samples(new)
         needs_restart = [
             section
             for section in ("sensor", "pins", "paths", "runtime")
@@ -467,3 +552,4 @@ class Daemon:
     def _close(self) -> None:
         self.wearable.close()
         self.samples.close()
+        self.state.close()

@@ -132,7 +132,7 @@ class Trainer:
         return True
 
     def _run(self) -> None:
-        data = self._samples.load()
+        data = self._samples.load(windows=False)  # features only: no raw windows in memory
         features = np.asarray(data.features, np.float32)
         onehot = np.eye(self._head.num_classes, dtype=np.float32)[np.asarray(data.labels)]
         state = self._latest.get()

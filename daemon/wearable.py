@@ -16,6 +16,7 @@ from typing import Any
 from odar.config import Config
 from odar.drivers.clock import Clock, SystemClock
 from odar.drivers.gpio import StatusLed, VibrationMotor, WearableButtons
+from odar.drivers.i2c_bus import I2CBus
 from odar.drivers.mpu6050 import MPU6050
 from odar.errors import SensorNotFoundError
 
@@ -29,7 +30,7 @@ class Wearable:
     motor: VibrationMotor
     led: StatusLed | None
     clock: Clock
-    bus: Any
+    bus: I2CBus
     #: What else whoever built the wearable needs undone at close (a mock pin factory's reset).
     release: Callable[[], None] | None = None
 
@@ -70,7 +71,7 @@ def open_real_wearable(config: Config) -> Wearable:
 
 
 def assemble_wearable(
-    config: Config, bus: Any, clock: Clock, pin_factory: Any, speed: float
+    config: Config, bus: I2CBus, clock: Clock, pin_factory: Any, speed: float
 ) -> Wearable:
     """The devices on *bus* and *pin_factory* (None: gpiozero's default, the real pins)."""
     pins = config.pins

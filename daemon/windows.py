@@ -54,7 +54,6 @@ class WindowCutter:
         self.hop = hop
         self.decimation = decimation
         self._fetch_max = max(ring.capacity // 2, 1)
-        self.gaps_seen = 0
         self.restart(ring.oldest_seq if start_seq is None else start_seq)
 
     def restart(self, seq: int | None = None) -> None:
@@ -103,7 +102,6 @@ class WindowCutter:
         piece = self.ring.read(self._next_seq, self._fetch_max)
         if len(piece) == 0:
             if piece.missed:  # all overwritten: nothing to cut, but the run is broken
-                self.gaps_seen += 1
                 self._next_seq = piece.start_seq
                 self._clear_run()
             return piece.missed > 0
@@ -111,7 +109,6 @@ class WindowCutter:
         later_gaps = np.flatnonzero(piece.gap_before[1:])
         count = int(later_gaps[0]) + 1 if later_gaps.size else len(piece)
         if piece.gap_before[0]:
-            self.gaps_seen += 1
             self._next_seq = piece.start_seq
             self._clear_run()
         self._next_seq = piece.start_seq + count

@@ -153,11 +153,11 @@ class PatternPlayer:
                 while self._pending is None and not self._closing:
                     self._idle.set()
                     self._condition.wait()
-                if self._closing:
+                steps, self._pending = self._pending, None
+                if self._closing or steps is None:  # the wait ends with steps only if open
                     self.device.off()
                     self._idle.set()
                     return
-                steps, self._pending = self._pending, None
                 generation = self._generation
             self._play_steps(steps, generation)
 

@@ -19,13 +19,14 @@ import logging
 import math
 import threading
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from smbus2 import i2c_msg
 
 from odar.drivers import mpu6050_registers as reg
 from odar.drivers.clock import Clock, SystemClock
+from odar.drivers.i2c_bus import I2CBus
 from odar.drivers.sensor_settings import ACCEL_RANGES_G, GYRO_RANGES_DPS, SensorSettings
 from odar.errors import SensorError, SensorNotFoundError
 
@@ -164,7 +165,7 @@ class MPU6050:
 
     def __init__(
         self,
-        bus: Any,
+        bus: I2CBus,
         settings: SensorSettings,
         *,
         clock: Clock | None = None,

@@ -15,4 +15,6 @@ apt_need "${need[@]}"
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q -e ".[test,systemd]"
+# editable_mode=strict: odar/ becomes a tree of links to daemon/ and drivers/ (build/__editable__.*)
+# that mypy and editors follow; scripts/link-modules.sh adds the links of modules added later.
+"$venv/bin/pip" install -q -e ".[test,systemd]" --config-settings editable_mode=strict

@@ -24,6 +24,7 @@ import yaml
 
 from odar.config import load_config
 from odar.haptics import Pattern
+from odar.service import Inferred, Observer
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS_DIR = REPO / "artifacts"
@@ -132,6 +133,38 @@ def pulses_on(pin: Any) -> int:
     return sum(1 for state in pin.states[1:] if state.state)
 
 
+class Watcher(Observer):
+    """What a running daemon reports through its public hook, recorded for the tests."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        #: Patterns the motor was given to confirm presses (not the detection pulses).
+        self.patterns: list[Pattern] = []
+        self.inferences: list[Inferred] = []
+        #: (first timestamp, last timestamp, samples, gap) of every block with samples.
+        self.blocks: list[tuple[float, float, int, bool]] = []
+        #: (t_start, t_end, timestamps) of every window cut.
+        self.windows: list[tuple[float, float, Any]] = []
+
+    def block_read(self, block: Any) -> None:
+        if len(block):
+            first, last = float(block.timestamps[0]), float(block.timestamps[-1])
+            with self.lock:
+                self.blocks.append((first, last, len(block), block.gap))
+
+    def window_cut(self, window: Any) -> None:
+        with self.lock:
+            self.windows.append((window.t_start, window.t_end, window.timestamps.copy()))
+
+    def confirmed(self, event: Any, pattern: Pattern) -> None:
+        with self.lock:
+            self.patterns.append(pattern)
+
+    def inferred(self, inferred: Inferred) -> None:
+        with self.lock:
+            self.inferences.append(inferred)
+
+
 @dataclass
 class RunningDaemon:
     """A :class:`odar.service.Daemon` on an emulated wearable whose ``run()`` goes on in a
@@ -141,8 +174,13 @@ class RunningDaemon:
     world: Any
     config_path: Path
     thread: threading.Thread
+    watch: Watcher
     outcome: dict[str, Any] = field(default_factory=dict)
-    patterns: list[Pattern] = field(default_factory=list)
+
+    @property
+    def patterns(self) -> list[Pattern]:
+        with self.watch.lock:
+            return list(self.watch.patterns)
 
     def pin(self, button: str) -> Any:
         return self.world.press_pins()[button]
@@ -190,13 +228,12 @@ class RunningDaemon:
         self.press("start")
 
     def wait_ready(self) -> None:
-        """Until READY (then patterns are recorded); an error raised by run() is re-raised."""
-        wait_until(lambda: self.daemon.ready_at is not None or self.outcome, "READY")
+        """Until READY; an error raised by run() is re-raised."""
+        wait_until(lambda: self.daemon.status().ready or self.outcome, "READY")
         if "error" in self.outcome:
             raise self.outcome["error"]
         if "status" in self.outcome:
             pytest.fail(f"the daemon exited with {self.outcome['status']} before READY")
-        _record_patterns(self)
 
     def halt(self) -> None:
         """Teardown: stop if still running, never raise."""
@@ -228,13 +265,14 @@ def build_daemon(config_path: Path, **options: Any) -> tuple[Any, Any]:
 def launch_daemon(
     config_path: Path,
     *,
-    observer: Callable[[Any], None] | None = None,
     notifier: Any = None,
+    watch: Watcher | None = None,
     wait_ready: bool = True,
 ) -> RunningDaemon:
-    """Run a Daemon on *config_path* in a thread; by default wait until it is READY. A daemon
-    that cannot be built raises here."""
-    world, daemon = build_daemon(config_path, notifier=notifier, observer=observer, seed=5)
+    """Run a Daemon on *config_path* in a thread, watched (by a fresh :class:`Watcher` unless
+    given one); by default wait until it is READY. A daemon that cannot be built raises here."""
+    watch = watch if watch is not None else Watcher()
+    world, daemon = build_daemon(config_path, notifier=notifier, observer=watch, seed=5)
     outcome: dict[str, Any] = {}
 
     def body() -> None:
@@ -244,7 +282,7 @@ def launch_daemon(
             outcome["error"] = error
 
     thread = threading.Thread(target=body, name="test-daemon", daemon=True)
-    running = RunningDaemon(daemon, world, config_path, thread, outcome)
+    running = RunningDaemon(daemon, world, config_path, thread, watch, outcome)
     thread.start()
     if wait_ready:
         running.wait_ready()
@@ -271,20 +309,6 @@ def start_daemon(config_writer: ConfigWriter) -> Iterator[Callable[..., RunningD
     yield start
     for running in started:
         running.halt()
-
-
-def _record_patterns(running: RunningDaemon) -> None:
-    """Keep every pattern handed to the motor, then play it as before (the pin shows that a
-    pattern was felt, the record which one: a dash and a tick differ only in length)."""
-    motor = running.daemon.wearable.motor
-    play = motor.play
-
-    def recording_play(pattern: Any) -> None:
-        if isinstance(pattern, Pattern):
-            running.patterns.append(pattern)
-        play(pattern)
-
-    motor.play = recording_play
 
 
 @pytest.fixture

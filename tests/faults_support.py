@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from odar.manifest import Manifest, load_manifest, sha256_of
+from odar.engine import head_binding
+from odar.manifest import Manifest, load_manifest
 from odar.param_store import HeadState
 from odar.sample_store import SampleStore, StoreLayout
 
@@ -42,6 +43,13 @@ def head_state_for(epoch: int) -> HeadState:
     return HeadState(params, optimizer, epoch)
 
 
+def kill_test_record(index: int) -> tuple[int, np.ndarray, np.ndarray, float]:
+    """(label, features, window, timestamp) of the power-loss test's record *index*."""
+    rng = np.random.default_rng(index)
+    features = rng.standard_normal(8).astype(np.float32)
+    return index % 2, features, rng.standard_normal((400, 6)).astype(np.float32), float(index)
+
+
 def same_state(a: HeadState, b: HeadState) -> bool:
     """Equal by content: epoch, names, dtypes, shapes and every value."""
     if a.epoch != b.epoch:
@@ -61,6 +69,7 @@ class ArtifactFacts:
     """What state files written for the repo's artifacts must carry."""
 
     manifest: Manifest
+    #: What the head is bound to (odar.engine.head_binding), for ParamStore.
     manifest_hash: str
     layout: StoreLayout
 
@@ -68,12 +77,12 @@ class ArtifactFacts:
 def artifact_facts(artifacts_dir: Path) -> ArtifactFacts:
     manifest = load_manifest(artifacts_dir)
     layout = StoreLayout(
-        sha256_of(manifest.path),
+        manifest.artifacts["bottleneck"].sha256,
         manifest.num_classes,
         manifest.feature_size,
         (manifest.window_samples, len(manifest.input_layout)),
     )
-    return ArtifactFacts(manifest, layout.manifest_hash, layout)
+    return ArtifactFacts(manifest, head_binding(manifest), layout)
 
 
 def trained_head(facts: ArtifactFacts, epoch: int, seed: int = 0) -> HeadState:

@@ -114,14 +114,16 @@ def press(world: EmulatedWearable, button: str) -> None:
 def main(kind: str, workdir: Path, artifacts: Path) -> dict[str, Any]:
     state = workdir / "state"
     state.mkdir(parents=True)
-    mount("-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(state))
+    mount("-t", "tmpfs", "-o", f"size={TMPFS_SIZE},mode=0700", "tmpfs", str(state))
     facts = artifact_facts(artifacts)
     params = state / PARAMS_FILE
     ParamStore(params, facts.manifest_hash).save(trained_head(facts, OLD_EPOCH))
     prefill_samples(state / SAMPLES_FILE, facts, per_class=12)
     old_bytes = params.read_bytes()
     config_path = ConfigWriter(workdir, artifacts).write(
-        {"training": {"save_every_seconds": 1}}, state_dir=state
+        # No free-space reserve: the 4 MB tmpfs is meant to fill up for real.
+        {"training": {"save_every_seconds": 1}, "storage": {"reserve_free_mib": 0}},
+        state_dir=state,
     )
 
     log = Recorded()
@@ -141,15 +143,27 @@ def main(kind: str, workdir: Path, artifacts: Path) -> dict[str, Any]:
     report: dict[str, Any] = {"kind": kind}
     fault = Fault(kind, state)
     fault.apply()
+    played: list[str] = []
+    motor_play = daemon.wearable.motor.play
+
+    def recording_play(pattern) -> None:
+        played.append(pattern.name)
+        motor_play(pattern)
+
+    daemon.wearable.motor.play = recording_play
 
     # Collect: the store cannot grow (full) or still can through its open descriptor.
     counts_before = daemon.samples.counts()
     press(world, "start")
     if kind == "full":
-        wait_for(lambda: log.count("sample not stored") >= 1, "a refused sample")
+        # No room for one more sample: Collect is refused at the press, and says why.
+        wait_for(lambda: log.count("collect refused") >= 1, "Collect refused")
+        report["status_when_full"] = daemon.status_text()
+        report["running_when_full"] = daemon.status().running
+        report["played_when_full"] = list(played)
     else:
         wait_for(lambda: daemon.samples.counts() != counts_before, "a collected sample")
-    press(world, "start")
+        press(world, "start")
     report["counts_during"] = [counts_before, daemon.samples.counts()]
 
     # Train with the fault: periodic saves and the save on stop must fail, and be logged.
@@ -171,7 +185,7 @@ def main(kind: str, workdir: Path, artifacts: Path) -> dict[str, Any]:
     saved = ParamStore(params, facts.manifest_hash).load()
     report["saved_epoch_after_heal"] = None if saved is None else saved.epoch
     report["epoch_in_memory_after_heal"] = daemon.latest.get().epoch
-    report["leftovers"] = sorted(p.name for p in state.iterdir() if p.name.startswith("."))
+    report["leftovers"] = sorted(p.name for p in state.iterdir() if ".tmp-" in p.name)
 
     daemon.request_stop()
     thread.join(WAIT_LIMIT_S)

@@ -2,7 +2,8 @@
 
 Recipe: /work/shared/notes/arm-chroot.md. The root (python3 3.11, numpy 1.24 and
 python3-systemd from Debian, as on Raspberry Pi OS Bookworm 64-bit) is debootstrapped once into
-/var/tmp/odar-build/rootfs-bookworm-arm64 and copied with ``cp -a`` for each run.
+$ODAR_CACHE_DIR/rootfs-bookworm-arm64 (tests/build_cache.py) and copied with ``cp -a`` for each
+run.
 scripts/install.sh runs in the copy for real (pip builds /opt/odar/venv with the aarch64
 tflite-runtime wheel); then tests/arm64_probe.py runs odar's bottleneck and head on the
 installed artifacts under emulation and on the host, and the two must agree; and
@@ -33,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from arm64_probe import PARAM_PREFIX
+from build_cache import build_cache
 from packaging.requirements import Requirement
 from systemd_namespace import REQUIRE_ENV
 
@@ -40,8 +42,8 @@ from odar.harness.demo import SITTING_PULSE_LIMIT, WALKING_PULSE_TARGET
 from odar.manifest import load_manifest
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-BUILD_CACHE = Path("/var/tmp/odar-build")
-CACHED_ROOT = BUILD_CACHE / "rootfs-bookworm-arm64"
+#: The debootstrapped root's folder in the build cache (tests/build_cache.py).
+CACHED_ROOT_NAME = "rootfs-bookworm-arm64"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 #: What Raspberry Pi OS Bookworm ships that install.sh relies on: python3-venv, numpy and the
 #: systemd bindings from the distribution, systemctl for the enable symlink.
@@ -111,10 +113,11 @@ def _in_private_mounts(root: Path, *command: str, timeout: float) -> None:
 def ensure_cached_root() -> Path:
     """The arm64 Bookworm root, built once: debootstrap's first stage on the host, its second
     stage inside the root under qemu. Renamed into place only when complete."""
-    if (CACHED_ROOT / "usr/bin/python3").exists():
-        return CACHED_ROOT
-    BUILD_CACHE.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix="rootfs-bookworm-arm64.partial-", dir=BUILD_CACHE))
+    cache = build_cache()
+    cached_root = cache / CACHED_ROOT_NAME
+    if (cached_root / "usr/bin/python3").exists():
+        return cached_root
+    partial = Path(tempfile.mkdtemp(prefix="rootfs-bookworm-arm64.partial-", dir=cache))
     started = time.monotonic()
     try:
         subprocess.run(
@@ -130,7 +133,7 @@ def ensure_cached_root() -> Path:
         # apt's downloaded .debs are not needed to run, only to grow the cache.
         for deb in (partial / "var/cache/apt/archives").glob("*.deb"):
             deb.unlink()
-        partial.rename(CACHED_ROOT)  # atomic: a half-built root never looks cached
+        partial.rename(cached_root)  # atomic: a half-built root never looks cached
     except BaseException:
         subprocess.run(["rm", "-rf", "--one-file-system", str(partial)], check=False)
         raise
@@ -138,7 +141,7 @@ def ensure_cached_root() -> Path:
         f"arm64 root: debootstrap first stage {first_stage:.0f} s, second stage under qemu "
         f"{time.monotonic() - started - first_stage:.0f} s"
     )
-    return CACHED_ROOT
+    return cached_root
 
 
 SOURCE_IN_ROOT = "/mnt/odar-src"
@@ -263,7 +266,7 @@ def installed() -> Iterator[InstalledRoot]:
     """A fresh copy of the arm64 root with odar installed by install.sh (venv built by pip
     inside, from PyPI); removed after the module."""
     _gate(_missing_prerequisite())
-    scratch = Path(tempfile.mkdtemp(prefix="scratch-arm64-", dir=BUILD_CACHE))
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-arm64-", dir=build_cache()))
     try:
         root = fresh_root(scratch)
         started = time.monotonic()

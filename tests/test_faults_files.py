@@ -8,6 +8,7 @@ start with an ArtifactError naming the file, and leave every file exactly where 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import build_daemon
 from faults_support import artifact_facts, prefill_samples, trained_head
@@ -23,7 +25,7 @@ from odar.controls import Mode
 from odar.errors import ArtifactError, OdarError
 from odar.manifest import ARTIFACT_NAMES, sha256_of
 from odar.param_store import ParamStore, encode_head_state
-from odar.sample_store import parse_header
+from odar.sample_store import SampleStore, parse_header
 from odar.service import CONTROLS_FILE, PARAMS_FILE, SAMPLES_FILE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,7 +55,7 @@ def good_state_files(state: Path, artifacts_dir: Path) -> dict[str, bytes]:
 def damaged(kind: str, name: str, good: bytes, artifacts_dir: Path) -> bytes:
     if kind == "corrupt":
         if name == SAMPLES_FILE:
-            return flip_middle(good[:200]) + good[200:]  # inside the header: nothing is trusted
+            return flip_middle(good[:200]) + good[200:]  # inside the first header copy
         return flip_middle(good)
     if kind == "truncated":
         return good[: len(good) // 2]
@@ -78,10 +80,11 @@ def test_bad_state_files_are_named_moved_aside_and_the_daemon_starts_fresh(
         running = start_daemon()
     daemon = running.daemon
 
-    torn_tail_only = kind == "truncated"  # a torn sample store is repaired, not replaced
+    # A sample store with a torn tail or one damaged header copy is repaired, not replaced.
+    samples_repaired = kind in ("truncated", "corrupt")
     for name, data in bad.items():
         path = state / name
-        if name == SAMPLES_FILE and torn_tail_only:
+        if name == SAMPLES_FILE and samples_repaired:
             continue
         named = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
         assert named, f"no log line names {path}"
@@ -92,12 +95,16 @@ def test_bad_state_files_are_named_moved_aside_and_the_daemon_starts_fresh(
 
     assert not daemon.latest.trained and daemon.latest.get().epoch == 0
     assert (daemon.controls.mode, daemon.controls.class_index) == (Mode.COLLECT, 0)
-    if torn_tail_only:
+    if kind == "truncated":
         # Half the file: exactly the whole records before the cut survive (24 were written).
         layout, header_size = parse_header(good[SAMPLES_FILE])
         whole = (len(bad[SAMPLES_FILE]) - header_size) // layout.record_dtype().itemsize
         assert 0 < whole < 24 and sum(daemon.samples.counts()) == whole
-        assert any("damaged bytes" in r.getMessage() for r in caplog.records)
+        assert any("torn last record" in r.getMessage() for r in caplog.records)
+    elif kind == "corrupt":
+        # A flipped byte in the first header copy: restored from the second, every sample kept.
+        assert daemon.samples.counts() == (12, 12)
+        assert any("restored from the other" in r.getMessage() for r in caplog.records)
     else:
         assert daemon.samples.counts() == (0, 0)
 
@@ -208,7 +215,7 @@ def test_odar_run_on_a_corrupt_manifest_exits_78_with_one_clear_line(
     bad = damage_manifest(directory, "truncated")
     config = config_writer.write({"paths": {"artifacts_dir": str(directory)}})
     finished = subprocess.run(
-        [sys.executable, "-m", "odar.cli", "run", "--config", str(config)],
+        [sys.executable, "-m", "odar.cli", "run", "--allow-root", "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -218,3 +225,78 @@ def test_odar_run_on_a_corrupt_manifest_exits_78_with_one_clear_line(
     last = finished.stderr.strip().splitlines()[-1]
     assert last.startswith(f"odar: {bad}: not a readable JSON manifest"), finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+# ---------------------------------------------------------------------------- what state binds to
+
+
+def test_a_cosmetic_manifest_edit_keeps_the_samples_and_the_head(
+    tmp_path, config_writer, start_daemon, artifacts_dir
+):
+    """Samples are bound to the bottleneck's SHA-256, the head to its layout: reformatting
+    manifest.json and editing its prose changes its bytes, not what they are bound to."""
+    state = config_writer.directory / "state"
+    good_state_files(state, artifacts_dir)
+    directory = artifact_copy(tmp_path / "artifacts", artifacts_dir)
+    manifest = directory / "manifest.json"
+    raw = json.loads(manifest.read_text())
+    raw["head"]["initializer"] += " (edited)"
+    manifest.write_text(json.dumps(raw, indent=1) + "\n\n")
+    assert sha256_of(manifest) != sha256_of(artifacts_dir / "manifest.json")
+
+    running = start_daemon(config_writer.write({"paths": {"artifacts_dir": str(directory)}}))
+    daemon = running.daemon
+    assert daemon.latest.trained and daemon.latest.get().epoch == 7
+    assert daemon.samples.counts() == (12, 12) and not daemon.samples.features_recomputed
+    assert not list(state.glob("*.bad-*"))
+    assert running.stop() == 0
+
+
+def test_a_new_bottleneck_recomputes_the_features_and_says_to_retrain(
+    config_writer, start_daemon, artifacts_dir, caplog
+):
+    """Samples whose features another bottleneck computed (the store says which): their
+    windows are re-run through this one, kept, and the journal says to train again; a head
+    trained on the old features is set aside."""
+    state = config_writer.directory / "state"
+    state.mkdir(parents=True)
+    facts = artifact_facts(artifacts_dir)
+    old = dataclasses.replace(facts, layout=facts.layout.with_bottleneck("0" * 64))
+    prefill_samples(state / SAMPLES_FILE, old, per_class=3)
+    ParamStore(state / PARAMS_FILE, "head bound to the old bottleneck").save(
+        trained_head(facts, epoch=5)
+    )
+    with SampleStore.open(state / SAMPLES_FILE, old.layout) as before:
+        windows = before.load().windows
+
+    with caplog.at_level(logging.WARNING):
+        running = start_daemon()
+    daemon = running.daemon
+    assert daemon.samples.features_recomputed and daemon.samples.counts() == (3, 3)
+    loaded = daemon.samples.load()
+    np.testing.assert_array_equal(loaded.windows, windows)
+    np.testing.assert_allclose(
+        loaded.features, daemon.engine.bottleneck.features_of(windows), rtol=1e-6
+    )
+    assert any("train the head again" in r.getMessage() for r in caplog.records)
+    assert not daemon.latest.trained
+    assert list(state.glob(f"{PARAMS_FILE}.bad-*")) and not list(
+        state.glob(f"{SAMPLES_FILE}.bad-*")
+    )
+    assert running.stop() == 0
+
+
+def test_a_head_saved_by_an_earlier_odar_under_the_manifest_hash_still_loads(
+    config_writer, start_daemon, artifacts_dir
+):
+    """Before state was bound by what matters, a head carried manifest.json's SHA-256: an
+    upgrade must not discard it."""
+    state = config_writer.directory / "state"
+    state.mkdir(parents=True)
+    facts = artifact_facts(artifacts_dir)
+    legacy = sha256_of(artifacts_dir / "manifest.json")
+    ParamStore(state / PARAMS_FILE, legacy).save(trained_head(facts, epoch=9))
+    running = start_daemon()
+    assert running.daemon.latest.trained and running.daemon.latest.get().epoch == 9
+    assert not list(state.glob("*.bad-*"))
+    assert running.stop() == 0

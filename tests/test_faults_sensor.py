@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-from conftest import RunningDaemon, build_daemon, wait_until
+from conftest import Watcher, build_daemon, wait_until
 from faults_support import RecordingNotifier
 
 from odar.errors import SensorNotFoundError
@@ -30,13 +28,8 @@ from odar.errors import SensorNotFoundError
 PING_S = 0.05
 
 
-@dataclass
-class Observed:
+class Observed(Watcher):
     """What passes through a running daemon's sensor path, recorded as it happens."""
-
-    blocks: list[tuple[float, float, int, bool]] = field(default_factory=list)
-    windows: list[tuple[float, float, np.ndarray]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def gap_blocks_after(self, t: float) -> list[tuple[float, float, int, bool]]:
         with self.lock:
@@ -47,34 +40,12 @@ class Observed:
             return [w for w in self.windows if w[0] > t]
 
 
-def observe(running: RunningDaemon) -> Observed:
-    """Record every block appended to the ring and every window cut, from now on."""
-    daemon, seen = running.daemon, Observed()
-    append, process = daemon.ring.append, daemon._process
-
-    def recording_append(block):
-        if len(block):
-            with seen.lock:
-                seen.blocks.append(
-                    (float(block.timestamps[0]), float(block.timestamps[-1]), len(block), block.gap)
-                )
-        append(block)
-
-    def recording_process(window):
-        with seen.lock:
-            seen.windows.append((window.t_start, window.t_end, window.timestamps.copy()))
-        process(window)
-
-    daemon.ring.append = recording_append
-    daemon._process = recording_process
-    return seen
-
-
 def start_watched(start_daemon, config_writer, speed: float = 20.0):
     notifier = RecordingNotifier(interval=PING_S)
     path = config_writer.write({"sensor": {"emulated": {"speed": speed}}})
-    running = start_daemon(path, notifier=notifier)
-    return running, notifier, observe(running)
+    seen = Observed()
+    running = start_daemon(path, notifier=notifier, watch=seen)
+    return running, notifier, seen
 
 
 def assert_outage_ridden_out(running, notifier, seen, start, end, real_from, real_to):

@@ -1,4 +1,4 @@
-"""A full disk (ENOSPC) or a read-only state directory while the daemon saves.
+"""A full disk (ENOSPC) or a read-only state directory while the daemon saves and collects.
 
 How the fault is made: for real, by the kernel, not by monkeypatching os calls. The tests run
 as root, which ignores file modes, so tests/state_faults_child.py runs the daemon in a private
@@ -80,7 +80,12 @@ def test_saves_that_fail_keep_the_old_parameters_log_why_and_the_daemon_runs_on(
     before, after = report["counts_during"]
     if kind == "full":
         assert after == before, "a sample was counted that could not be stored"
-        assert any("sample not stored" in line and reason in line for line in log)
+        refused = [line for line in log if "collect refused" in line]
+        assert refused and refused[0].startswith("WARNING") and "disk is nearly full" in refused[0]
+        assert "collect stopped" in report["status_when_full"], report["status_when_full"]
+        assert "collect refused: the disk is nearly full" in report["status_when_full"]
+        assert not report["running_when_full"]
+        assert report["played_when_full"] == ["refused"]  # the rattle, not "started"
     else:
         # The store was open before the directory turned read-only: it goes on appending.
         assert sum(after) > sum(before)

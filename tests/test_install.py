@@ -1,9 +1,10 @@
 """scripts/install.sh in a scratch Debian Bookworm root (chroot), never on the test machine.
 
-The root is debootstrapped once into /var/tmp/odar-build (kept between runs; delete it to
-rebuild) and copied for each run. The Pi's /boot/firmware/config.txt is faked, raspi-config is
-absent, so install.sh edits config.txt and /etc/modules itself. The venv is built for real
-with pip (about 10 s from PyPI on this machine; the test prints the time).
+The root is debootstrapped once into $ODAR_CACHE_DIR (tests/build_cache.py; kept between
+runs; delete it to rebuild) and copied for each run. The Pi's /boot/firmware/config.txt is
+faked, raspi-config is absent, so install.sh edits config.txt and /etc/modules itself. The
+venv is built for real with pip (about 10 s from PyPI on this machine; the test prints the
+time).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from build_cache import build_cache
 from systemd_namespace import REQUIRE_ENV
 
 pytestmark = pytest.mark.slow
 
 CHECKOUT = Path(__file__).resolve().parent.parent
-BUILD_CACHE = Path("/var/tmp/odar-build")
-CACHED_ROOT = BUILD_CACHE / "rootfs-bookworm"
+#: The debootstrapped root's folder in the build cache (tests/build_cache.py).
+CACHED_ROOT_NAME = "rootfs-bookworm"
 # What Raspberry Pi OS Bookworm ships that install.sh relies on (python3-venv, numpy and
 # systemd bindings from the distribution, systemctl for the enable symlink).
 ROOT_PACKAGES = "python3,python3-venv,python3-numpy,python3-systemd,systemd"
@@ -53,10 +55,11 @@ def _require_tools() -> None:
 
 
 def _ensure_cached_root() -> Path:
-    if (CACHED_ROOT / "usr/bin/python3").exists():
-        return CACHED_ROOT
-    BUILD_CACHE.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix="rootfs-bookworm.partial-", dir=BUILD_CACHE))
+    cache = build_cache()
+    cached_root = cache / CACHED_ROOT_NAME
+    if (cached_root / "usr/bin/python3").exists():
+        return cached_root
+    partial = Path(tempfile.mkdtemp(prefix="rootfs-bookworm.partial-", dir=cache))
     started = time.monotonic()
     subprocess.run(
         ["debootstrap", "--variant=minbase", f"--include={ROOT_PACKAGES}", "bookworm", partial,
@@ -66,9 +69,9 @@ def _ensure_cached_root() -> Path:
     # apt's downloaded .debs are not needed to run, only to grow the cache.
     for deb in (partial / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
-    partial.rename(CACHED_ROOT)  # atomic: a half-built root never looks cached
+    partial.rename(cached_root)  # atomic: a half-built root never looks cached
     print(f"debootstrap of the scratch root took {time.monotonic() - started:.0f} s")
-    return CACHED_ROOT
+    return cached_root
 
 
 class ScratchRoot:
@@ -133,7 +136,7 @@ def story() -> Iterator[dict[str, object]]:
     """Runs the whole life cycle once; the tests below each check one part of it."""
     _require_tools()
     cached = _ensure_cached_root()
-    scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=BUILD_CACHE))
+    scratch = Path(tempfile.mkdtemp(prefix="scratch-", dir=build_cache()))
     try:
         # cp -a keeps device nodes as nodes; shutil.copytree would read /dev/zero and
         # /dev/full as endless files and fill the disk.

@@ -10,7 +10,6 @@ from odar.drivers.emulated.motion import (
     ACCEL_NOISE_DENSITY,
     ACTIVITIES,
     PLACEMENTS,
-    ActivitySchedule,
     ActivityStream,
     TraceReplay,
     Wearer,
@@ -266,67 +265,15 @@ def test_every_activity_and_placement_is_finite_and_plausible() -> None:
             assert 0.5 * G < np.linalg.norm(data[:, :3], axis=1).mean() < 4 * G, activity
 
 
-# ----------------------------------------------------------------------------- schedules
-
-
-def schedule(loop: bool = False) -> ActivitySchedule:
-    segments = [("sitting", 5.0), ("walking", 10.0), ("running", 5.0)]
-    return ActivitySchedule(segments, ideal("pocket"), seed=16, loop=loop)
-
-
-def test_schedule_reports_the_activity_at_each_time() -> None:
-    plan = schedule()
-    assert plan.duration == 20.0
-    expected = {0.0: "sitting", 4.99: "sitting", 5.0: "walking", 14.9: "walking", 15.0: "running"}
-    for t, activity in expected.items():
-        assert plan.activity_at(t) == activity
-    assert plan.activity_at(100.0) == "running"  # the last activity goes on
-    looped = schedule(loop=True)
-    assert looped.activity_at(21.0) == "sitting"
-    assert looped.activity_at(27.0) == "walking"
-    assert looped.activities_at(np.array([1.0, 6.0, 16.0, 26.0])) == [
-        "sitting",
-        "walking",
-        "running",
-        "walking",
-    ]
-
-
-@pytest.mark.parametrize("loop", [False, True])
-def test_reads_split_anywhere_equal_one_read(loop: bool) -> None:
+@pytest.mark.parametrize("seed", [3, 4])
+def test_reads_split_anywhere_equal_one_read(seed: int) -> None:
     times = seconds(30.0, 200.0, start=0.3)
     rng = np.random.default_rng(17)
     cuts = np.sort(rng.choice(np.arange(1, len(times)), 7, replace=False))
-    for make in (lambda: schedule(loop=loop), lambda: ActivityStream("walking", ideal("wrist"), 3)):
-        whole = make().read(times)
-        source = make()
-        pieces = np.vstack([source.read(part) for part in np.split(times, cuts)])
-        np.testing.assert_allclose(pieces, whole, rtol=0, atol=1e-9)
-
-
-def test_schedule_changes_smoothly_and_turns_through_the_change() -> None:
-    plan = ActivitySchedule([("standing", 4.0), ("sitting", 4.0)], ideal("pocket"), seed=18)
-    rate = 1000.0
-    times = seconds(2.0, rate, start=3.0)
-    kin = plan.kinematics(times)
-    jumps = np.abs(np.diff(kin.specific_force, axis=0)).max()
-    assert jumps < 0.5  # m/s^2 per millisecond: no step at the boundary
-    # The thigh rises to horizontal: the gyro's turn over the change matches the orientations.
-    travelled = rotation_angle_deg(kin.world_from_sensor[0], kin.world_from_sensor[-1])
-    assert travelled > 60.0
-    turned = np.degrees(np.sum(np.linalg.norm(kin.angular_velocity, axis=1)) / rate)
-    assert turned == pytest.approx(travelled, rel=0.25)
-    magnitude = np.linalg.norm(kin.specific_force, axis=1)
-    assert np.abs(magnitude - G).max() < 0.1 * G
-
-
-def test_schedule_rejects_bad_segments() -> None:
-    with pytest.raises(EmulationError, match="flying"):
-        ActivitySchedule([("flying", 3.0)], ideal("wrist"))
-    with pytest.raises(EmulationError, match="walking"):
-        ActivitySchedule([("walking", 0.0)], ideal("wrist"))
-    with pytest.raises(EmulationError, match="no segments"):
-        ActivitySchedule([], ideal("wrist"))
+    whole = ActivityStream("walking", ideal("wrist"), seed).read(times)
+    source = ActivityStream("walking", ideal("wrist"), seed)
+    pieces = np.vstack([source.read(part) for part in np.split(times, cuts)])
+    np.testing.assert_allclose(pieces, whole, rtol=0, atol=1e-9)
 
 
 def test_wearer_rejects_bad_fields() -> None:

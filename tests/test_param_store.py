@@ -196,3 +196,61 @@ def test_load_removes_temp_files_left_by_a_killed_save(tmp_path):
     loaded = store.load()
     assert loaded is not None and loaded.epoch == 4
     assert not stale.exists()
+
+
+def test_two_threads_saving_at_once_never_fail_or_mix(store, tmp_path):
+    """The trainer's periodic save and the shutdown save may run together: each must land
+    whole (the old code shared one temp name and raised or left a short file)."""
+    import threading
+
+    from faults_support import head_state_for, same_state
+
+    failures: list[BaseException] = []
+    for round_index in range(100):
+        barrier = threading.Barrier(2)
+        epochs = (2 * round_index, 2 * round_index + 1)
+
+        def save(epoch: int, barrier=barrier) -> None:
+            barrier.wait()
+            try:
+                store.save(head_state_for(epoch))
+            except BaseException as error:
+                failures.append(error)
+
+        threads = [threading.Thread(target=save, args=(epoch,)) for epoch in epochs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        loaded = store.load()
+        assert loaded is not None and loaded.epoch in epochs, round_index
+        assert same_state(loaded, head_state_for(loaded.epoch))
+    assert failures == []
+    assert [p.name for p in tmp_path.iterdir()] == ["head.params"]
+
+
+def test_temp_files_are_private_and_never_follow_planted_links(store, tmp_path):
+    """Symlinks at likely temp names (the old PID-based ones too) are never written through."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's secret")
+    victim.chmod(0o600)
+    for pid in range(os.getpid() - 50, os.getpid() + 50):
+        (tmp_path / f".head.params.tmp-{pid}").symlink_to(victim)
+    store.save(HeadState({"w": np.ones(3, np.float32)}))
+    assert victim.read_bytes() == b"root's secret"
+    assert not store.path.is_symlink()
+    assert store.path.stat().st_mode & 0o777 == 0o600
+    assert store.load() is not None  # cleans up every leftover temp name, links included
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["head.params", "victim"]
+    assert victim.read_bytes() == b"root's secret"
+
+
+def test_a_symlinked_parameter_file_is_not_read_through_but_moved_aside(store, tmp_path):
+    other = tmp_path / "elsewhere.params"
+    store.save(HeadState({"w": np.ones(3, np.float32)}))
+    store.path.rename(other)
+    store.path.symlink_to(other)
+    assert store.load() is None
+    assert other.exists() and not os.path.lexists(store.path)
+    (aside,) = tmp_path.glob("head.params.bad-*")
+    assert aside.is_symlink()

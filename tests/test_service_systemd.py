@@ -32,7 +32,8 @@ from systemd_namespace import (
     venv_dropin,
 )
 
-from odar.manifest import sha256_of
+from odar.engine import head_binding
+from odar.manifest import load_manifest
 from odar.param_store import HeadState, decode_head_state
 
 pytestmark = pytest.mark.systemd
@@ -184,7 +185,7 @@ def _params_sha256(ns: SystemdNamespace) -> str:
 
 def _saved_head(ns: SystemdNamespace) -> HeadState:
     data = base64.b64decode(ns.run("base64", "-w0", f"{STATE_DIR}/head.params").stdout)
-    return decode_head_state(data, sha256_of(ARTIFACTS / "manifest.json"), "head.params")
+    return decode_head_state(data, head_binding(load_manifest(ARTIFACTS)), "head.params")
 
 
 def _stop_and_reset(ns: SystemdNamespace) -> None:

@@ -29,7 +29,7 @@ def samples(tmp_path, engine):
     """Two well-separated clusters of features, one per class."""
     manifest = engine.manifest
     layout = StoreLayout(
-        engine.manifest_hash,
+        engine.bottleneck_sha256,
         manifest.num_classes,
         manifest.feature_size,
         (manifest.window_samples, len(manifest.input_layout)),
@@ -47,7 +47,7 @@ def samples(tmp_path, engine):
 
 @pytest.fixture
 def param_store(tmp_path, engine) -> ParamStore:
-    return ParamStore(tmp_path / "head.params", engine.manifest_hash)
+    return ParamStore(tmp_path / "head.params", engine.head_binding)
 
 
 def fresh_head(engine: Engine) -> LatestHead:
@@ -148,7 +148,7 @@ def test_parameters_are_saved_every_save_every_seconds_of_clock_time(engine, sam
 
 def test_a_failed_save_is_logged_and_training_carries_on(engine, samples, tmp_path, caplog):
     caplog.set_level(logging.INFO)
-    unwritable = ParamStore(tmp_path / "missing-dir" / "head.params", engine.manifest_hash)
+    unwritable = ParamStore(tmp_path / "missing-dir" / "head.params", engine.head_binding)
     latest = fresh_head(engine)
     trainer = make_trainer(engine, samples, latest, unwritable, max_epochs=2)
     assert trainer.save() is False
@@ -201,3 +201,21 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert epochs[0].startswith("epoch 1: loss ")
     assert len(epochs) == 2 and "epochs not shown)" in epochs[1]
+
+
+def test_training_loads_features_only_never_the_raw_windows(engine, samples, param_store):
+    """A 300 MB store is 95% windows the head never sees: loading them could OOM a Pi Zero 2."""
+    loaded = []
+    real_load = samples.load
+
+    def recording_load(**options):
+        result = real_load(**options)
+        loaded.append(result)
+        return result
+
+    samples.load = recording_load
+    trainer = make_trainer(engine, samples, fresh_head(engine), param_store, max_epochs=2)
+    trainer.start()
+    wait_until(lambda: not trainer.running, "two epochs")
+    assert loaded and all(result.windows is None for result in loaded)
+    assert len(loaded[0]) == len(samples)

@@ -111,40 +111,6 @@ def test_unit_parses_as_three_sections() -> None:
     assert parser["Install"]["WantedBy"] == "multi-user.target"
 
 
-@pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("Type", "notify"),
-        ("NotifyAccess", "main"),
-        ("Restart", "on-failure"),
-        ("RestartPreventExitStatus", "78"),
-        ("User", "odar"),
-        ("SupplementaryGroups", "i2c gpio"),
-        ("StateDirectory", "odar"),
-        ("ConfigurationDirectory", "odar"),
-        ("RuntimeDirectory", "odar"),
-        ("Environment", "LG_WD=%t/odar"),
-        ("ExecStart", "/opt/odar/venv/bin/odar run --config /etc/odar/odar.yaml"),
-        ("DevicePolicy", "closed"),
-        ("DeviceAllow", "char-i2c rw"),
-        ("DeviceAllow", "char-gpiochip rw"),
-        ("ProtectSystem", "strict"),
-        ("ProtectHome", "yes"),
-        ("PrivateTmp", "yes"),
-        ("PrivateNetwork", "yes"),
-        ("IPAddressDeny", "any"),
-        ("RestrictAddressFamilies", "AF_UNIX"),
-        ("NoNewPrivileges", "yes"),
-        ("CapabilityBoundingSet", ""),
-        ("SystemCallFilter", "@system-service"),
-    ],
-)
-def test_issue_5_directive_is_present(
-    directives: dict[str, list[str]], key: str, value: str
-) -> None:
-    assert value in directives.get(key, []), f"{key}={value} missing; have {directives.get(key)}"
-
-
 def test_watchdog_and_start_limit_are_set(directives: dict[str, list[str]]) -> None:
     assert 1 <= int(directives["WatchdogSec"][0]) <= 60
     assert int(directives["StartLimitBurst"][0]) >= 1

@@ -93,7 +93,6 @@ def test_no_window_spans_a_gap_and_cutting_restarts_after_it() -> None:
     assert [int(w.samples[0, 0]) for w in windows] == [0, 20, 25, 30]
     for w in windows:
         assert np.all(np.diff(w.samples[:, 0]) == 1)
-    assert cutter.gaps_seen == 1
 
 
 def test_a_gap_drops_an_unfinished_decimation_block() -> None:
@@ -113,7 +112,6 @@ def test_a_lagging_consumer_restarts_at_the_oldest_sample_kept() -> None:
     windows = all_windows(cutter)
     assert [w.seq for w in windows] == [150, 160, 170, 180, 190]
     assert ring.overwritten == 150
-    assert cutter.gaps_seen == 1
 
 
 def test_restart_skips_to_now() -> None:

@@ -23,7 +23,7 @@ from odar.config import load_config
 from odar.harness.emulated_wearable import EmulatedWearable
 from odar.harness.scenario import Scenario, SwitchableMotion
 from odar.journal import setup_logging
-from odar.service import Daemon, Inferred
+from odar.service import Daemon, Inferred, Observer
 
 ETC = Path(__file__).resolve().parents[2] / "etc"
 DEMO_CONFIG = ETC / "demo.yaml"
@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class DemoRecorder:
+class DemoRecorder(Observer):
     """Counts inferred windows and motor pulses by what the emulated wearer was really doing."""
 
     def __init__(self, motion: SwitchableMotion) -> None:
@@ -60,7 +60,7 @@ class DemoRecorder:
         self.pulses: Counter[str] = Counter()
         self.latencies: list[float] = []
 
-    def __call__(self, inferred: Inferred) -> None:
+    def inferred(self, inferred: Inferred) -> None:
         truth = self._motion.activity_between(inferred.window.t_start, inferred.window.t_end)
         key = truth if truth is not None else "transition"
         with self._lock:

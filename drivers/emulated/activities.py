@@ -639,6 +639,12 @@ class Kinematics:
     angular_velocity: np.ndarray  # (m, n, 3) rad/s, what an ideal gyro reads
     world_from_sensor: np.ndarray | None = None  # (m, n, 3, 3) when asked for
 
+    def rotation(self) -> np.ndarray:
+        """``world_from_sensor``, which ``evaluate(..., with_rotation=True)`` fills in."""
+        if self.world_from_sensor is None:
+            raise ValueError("these kinematics were evaluated without with_rotation=True")
+        return self.world_from_sensor
+
 
 def _sincos_turns(turns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sin and cos of 2 pi * turns, to about 3e-7 absolute.

@@ -25,11 +25,12 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from smbus2 import I2cFunc, i2c_msg
 
 from odar.drivers.clock import Clock
+from odar.drivers.i2c_bus import I2CBus
 from odar.errors import EmulationError
 
 I2C_SMBUS_BLOCK_MAX = 32  # smbus2 / linux/i2c.h
@@ -121,7 +122,8 @@ class EmulatedSMBus:
         self.force = False
         self._devices: dict[int, I2CTarget] = {}
         self._lock = threading.RLock()
-        self._counters = dict.fromkeys(BusStats.__dataclass_fields__, 0)
+        # BusStats' fields by name: whole counts, and seconds as floats.
+        self._counters: dict[str, Any] = dict.fromkeys(BusStats.__dataclass_fields__, 0)
         self._pending_stalls: deque[float] = deque()
         self._pending_errors: deque[int] = deque()
         self.fd: int | None = -1  # not a real descriptor; None once closed, as in smbus2
@@ -336,3 +338,8 @@ class EmulatedSMBus:
             if error is not None:
                 raise error
             return results
+
+
+if TYPE_CHECKING:
+    # mypy holds the emulated bus to the drivers' bus (drivers/i2c_bus.py).
+    _CHECKED_AGAINST: type[I2CBus] = EmulatedSMBus

@@ -3,7 +3,8 @@
 Every source here is a :class:`MotionSource`: give it sample times, get back what the IMU
 would measure at those instants, ``ax ay az`` [m/s^2, gravity included] and ``gx gy gz``
 [rad/s], in the sensor's own frame. The register-level MPU6050 emulator pulls from one;
-the artifact builder calls :func:`make_windows`; the demo walks an :class:`ActivitySchedule`.
+the artifact builder calls :func:`make_windows`; a scenario switches an :class:`ActivityStream`
+per activity (``odar.harness.scenario.SwitchableMotion``).
 
 The physics (bodies, segments, gait) lives in :mod:`odar.drivers.emulated.activities`; this
 module adds the wearer (placement, how the device sits, gait, sensor errors) and the sensor:
@@ -43,7 +44,6 @@ from odar.errors import EmulationError, TraceError
 __all__ = [
     "ACTIVITIES",
     "PLACEMENTS",
-    "ActivitySchedule",
     "ActivityStream",
     "MotionSource",
     "TraceReplay",
@@ -395,172 +395,10 @@ class ActivityStream:
     def kinematics(self, times: np.ndarray) -> Kinematics:
         """The noise-free truth at *times*, with the world-from-sensor rotation; (n, ...)."""
         kin = evaluate(self._params, _as_times(times)[None], with_rotation=True)
-        return Kinematics(kin.specific_force[0], kin.angular_velocity[0], kin.world_from_sensor[0])
+        return Kinematics(kin.specific_force[0], kin.angular_velocity[0], kin.rotation()[0])
 
     def read(self, times: np.ndarray) -> np.ndarray:
         clean = evaluate(self._params, _as_times(times)[None])
-        return self._sensor.measure(clean, self._noise)[0]
-
-
-# ----------------------------------------------------------------------------- schedules
-
-
-def _rotation_log(rotation: np.ndarray) -> np.ndarray:
-    """(n, 3) rotation vectors of (n, 3, 3) rotations, via the quaternion."""
-    r = rotation
-    trace = r[:, 0, 0] + r[:, 1, 1] + r[:, 2, 2]
-    w = 0.5 * np.sqrt(np.maximum(0.0, 1.0 + trace))
-    xyz = 0.5 * np.sqrt(
-        np.maximum(
-            0.0,
-            1.0 + np.stack([r[:, 0, 0], r[:, 1, 1], r[:, 2, 2]], axis=1) * 2 - trace[:, None],
-        )
-    )
-    signs = np.stack([r[:, 2, 1] - r[:, 1, 2], r[:, 0, 2] - r[:, 2, 0], r[:, 1, 0] - r[:, 0, 1]], 1)
-    xyz = np.copysign(xyz, signs)
-    norm = np.linalg.norm(xyz, axis=1)
-    angle = 2.0 * np.arctan2(norm, w)
-    scale = np.where(norm > 1e-12, angle / np.maximum(norm, 1e-12), 2.0)
-    return xyz * scale[:, None]
-
-
-def _rotation_exp(vector: np.ndarray) -> np.ndarray:
-    """(n, 3, 3) rotations of (n, 3) rotation vectors (Rodrigues)."""
-    angle = np.linalg.norm(vector, axis=1)
-    axis = vector / np.maximum(angle, 1e-12)[:, None]
-    x, y, z = axis.T
-    zero = np.zeros_like(x)
-    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], axis=1).reshape(-1, 3, 3)
-    s, c = np.sin(angle)[:, None, None], np.cos(angle)[:, None, None]
-    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
-
-
-def _rotate_transpose(rotation: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.einsum("nji,nj->ni", rotation, v)
-
-
-class ActivitySchedule:
-    """A wearer doing a sequence of activities, ``[(activity, seconds), ...]``, as a MotionSource.
-
-    Each change of activity is a smooth turn from one posture and motion into the next over
-    ``transition_s`` centred on the boundary: the orientation moves along the shortest rotation
-    between the two activities' orientations (the gyro sees that turn), the motion cross-fades.
-    ``activity_at(t)`` is the truth (it switches at the boundary). With ``loop`` the schedule
-    repeats; without, the last activity goes on after ``duration``.
-    """
-
-    def __init__(
-        self,
-        segments: Sequence[tuple[str, float]],
-        wearer: Wearer,
-        seed: int | None = None,
-        loop: bool = False,
-        transition_s: float = 0.5,
-    ) -> None:
-        if not segments:
-            raise EmulationError("activity schedule has no segments")
-        for activity, seconds in segments:
-            _model(activity)
-            if not seconds > 0:
-                raise EmulationError(
-                    f"activity schedule segment {activity!r} lasts {seconds!r} s; must be > 0"
-                )
-        self.segments = [(str(a), float(s)) for a, s in segments]
-        self.wearer = wearer
-        self.loop = loop
-        lengths = np.array([s for _, s in self.segments])
-        self._starts = np.concatenate([[0.0], np.cumsum(lengths)[:-1]])
-        self._ends = np.cumsum(lengths)
-        self.duration = float(self._ends[-1])
-        self._half = min(transition_s / 2, float(lengths.min()) / 2)
-        seeds = np.random.SeedSequence(seed).spawn(len(self.segments) + 1)
-        body = _body_traits([wearer])
-        self._params = [
-            draw_params(activity, body, np.random.default_rng(s))
-            for (activity, _), s in zip(self.segments, seeds, strict=False)
-        ]
-        self._sensor = _SensorErrors.of([wearer])
-        self._noise = np.random.default_rng(seeds[-1])
-
-    def _local(self, times: np.ndarray) -> np.ndarray:
-        return np.mod(times, self.duration) if self.loop else times
-
-    def _index(self, local: np.ndarray) -> np.ndarray:
-        return np.clip(np.searchsorted(self._starts, local, side="right") - 1, 0, None)
-
-    def activity_at(self, t: float) -> str:
-        """The activity under way at time *t* (seconds)."""
-        return self.segments[int(self._index(self._local(np.array([t], dtype=float)))[0])][0]
-
-    def activities_at(self, times: np.ndarray) -> list[str]:
-        """The activity under way at each of *times*."""
-        index = self._index(self._local(_as_times(times)))
-        return [self.segments[i][0] for i in index]
-
-    def _blend_plan(
-        self, times: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For each time: segments a and b, weight w of b and its rate dw/dt."""
-        count = len(self.segments)
-        local = self._local(times)
-        k = self._index(local)
-        into = local - self._starts[k]
-        left = self._ends[k] - local
-        a, b = k.copy(), k.copy()
-        u = np.full(len(times), np.nan)
-        has_prev = (k > 0) | self.loop
-        has_next = (k < count - 1) | self.loop
-        entering = has_prev & (into < self._half)
-        leaving = ~entering & has_next & (left < self._half)
-        a[entering] = (k[entering] - 1) % count
-        u[entering] = (into[entering] + self._half) / (2 * self._half)
-        b[leaving] = (k[leaving] + 1) % count
-        u[leaving] = (self._half - left[leaving]) / (2 * self._half)
-        blending = ~np.isnan(u)
-        w = np.where(blending, 0.5 - 0.5 * np.cos(np.pi * np.nan_to_num(u)), 0.0)
-        dw = np.where(
-            blending, 0.5 * np.pi * np.sin(np.pi * np.nan_to_num(u)) / (2 * self._half), 0.0
-        )
-        return a, b, w, dw
-
-    def kinematics(self, times: np.ndarray) -> Kinematics:
-        """The noise-free truth at *times*, with the world-from-sensor rotation; (n, ...)."""
-        t = _as_times(times)
-        a, b, w, dw = self._blend_plan(t)
-        n = len(t)
-        parts = {}
-        for which, index in (("a", a), ("b", b)):
-            force, omega, rotation = np.zeros((n, 3)), np.zeros((n, 3)), np.zeros((n, 3, 3))
-            for segment in np.unique(index):
-                rows = index == segment
-                kin = evaluate(self._params[segment], t[rows][None], with_rotation=True)
-                force[rows], omega[rows] = kin.specific_force[0], kin.angular_velocity[0]
-                rotation[rows] = kin.world_from_sensor[0]
-            parts[which] = force, omega, rotation
-        force_a, omega_a, rot_a = parts["a"]
-        force_b, omega_b, rot_b = parts["b"]
-        up = np.array([0.0, 0.0, GRAVITY])
-        motion_a = force_a - _rotate_transpose(rot_a, np.broadcast_to(up, (n, 3)))
-        motion_b = force_b - _rotate_transpose(rot_b, np.broadcast_to(up, (n, 3)))
-        # R = R_a exp(w D) = R_b exp((w - 1) D) with D = log(R_a^T R_b): each side's vectors
-        # are carried into the blended frame by the remaining part of the turn.
-        turn = _rotation_log(np.swapaxes(rot_a, 1, 2) @ rot_b)
-        from_a = _rotation_exp(w[:, None] * turn)
-        from_b = _rotation_exp((w[:, None] - 1.0) * turn)
-        rotation = rot_a @ from_a
-        wa, wb = (1.0 - w)[:, None], w[:, None]
-        motion = wa * _rotate_transpose(from_a, motion_a) + wb * _rotate_transpose(from_b, motion_b)
-        omega = (
-            wa * _rotate_transpose(from_a, omega_a)
-            + wb * _rotate_transpose(from_b, omega_b)
-            + dw[:, None] * turn
-        )
-        gravity = _rotate_transpose(rotation, np.broadcast_to(up, (n, 3)))
-        return Kinematics(gravity + motion, omega, rotation)
-
-    def read(self, times: np.ndarray) -> np.ndarray:
-        kin = self.kinematics(times)
-        clean = Kinematics(kin.specific_force[None], kin.angular_velocity[None])
         return self._sensor.measure(clean, self._noise)[0]
 
 

@@ -161,8 +161,8 @@ class BenchRecorder(DemoRecorder):
         self.rss_kib: int | None = None
         self._rss_read_at = float("-inf")
 
-    def __call__(self, inferred: Inferred) -> None:
-        super().__call__(inferred)
+    def inferred(self, inferred: Inferred) -> None:
+        super().inferred(inferred)
         mark = CpuMark.now(inferred.decided_at)
         if self.first is None:
             self.first = mark

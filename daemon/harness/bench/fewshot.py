@@ -234,7 +234,9 @@ def logistic_regression_accuracy(
     return float(np.mean(((b @ w + bias) > 0) == (y_test == 1)))
 
 
-def _pairs_accuracy(draws_features, args, rng, score) -> dict:
+def _pairs_accuracy(
+    draws_features, args, rng, score
+) -> tuple[dict[str, float], dict[tuple[int, int], float]]:
     """Mean accuracy over all pairs and draws; ``score(train_x, train_y, test_x, test_y)``."""
     n_activities = draws_features[0].shape[0]
     per_pair = {}

@@ -208,6 +208,7 @@ def run(args: argparse.Namespace, seed_head: Path | None) -> tuple[dict, dict]:
     """(protocol description, results keyed hapt_<protocol>_<extractor>)."""
     names = QUICK_ACTIVITIES if args.quick else hapt.ACTIVITIES
     activities = tuple(hapt.ACTIVITIES.index(n) for n in names)
+    test_subjects: tuple[int, ...]
     if args.hapt_subjects == "validation":
         test_subjects = hapt.VALIDATION_SUBJECTS[:2] if args.quick else hapt.VALIDATION_SUBJECTS
     else:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
 
 import numpy as np
 
 from odar.drivers import mpu6050_registers as reg
 from odar.drivers.clock import Clock, SystemClock
+from odar.drivers.i2c_bus import I2CBus
 from odar.drivers.mpu6050 import DriverCounters, SensorBlock, nearest_sample_rate, si_scale
 from odar.drivers.sensor_settings import ACCEL_RANGES_G, GYRO_RANGES_DPS, SensorSettings
 
@@ -28,7 +28,7 @@ class RegisterPoller:
 
     def __init__(
         self,
-        bus: Any,
+        bus: I2CBus,
         settings: SensorSettings,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
