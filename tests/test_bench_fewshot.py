@@ -26,10 +26,12 @@ def _bench_json(capsys, *argv: str) -> dict:
 
 @pytest.fixture(scope="module")
 def quick_report() -> dict:
-    # One run shared by the module; capsys is function-scoped, so capture by hand.
+    # One run shared by the module; capsys is function-scoped, so capture by hand. The real
+    # people (HAPT) are tests/test_hapt_fewshot.py's.
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
-        assert main(["bench", "fewshot", "--json", "--quick", "--threads", "1"]) == 0
+        argv = ["bench", "fewshot", "--json", "--quick", "--threads", "1", "--hapt", "off"]
+        assert main(argv) == 0
     return json.loads(buffer.getvalue())
 
 
@@ -104,12 +106,14 @@ def test_chosen_activities_and_skipping_the_other_generator(capsys, tmp_path):
         "--draws", "1",
         "--test", "4",
         "--seed-head", str(tmp_path / "absent"),
+        "--hapt", "off",
     )  # fmt: skip
     assert report["protocol"]["pairs"] == 1
     assert list(report["results"]["ours"]["per_pair"]) == ["sit/run"]
     assert "skipped" in report["results"]["original_bottleneck_our_head"]
     assert "other_generator" not in report
     assert "ours_other_generator" not in report["results"]
+    assert "hapt" not in report
 
 
 def test_unknown_activity_is_a_config_error_naming_it(capsys):

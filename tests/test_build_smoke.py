@@ -48,7 +48,7 @@ def test_smoke_build_writes_a_valid_manifest(smoke_set):
     manifest = load_manifest(smoke_set)
     assert manifest.classes == ("Class A", "Class B", "Class C")
     assert manifest.optimizer == "sgd" and manifest.optimizer_state == {}
-    assert manifest.raw["base"]["training_data"]["kind"] == "synthetic"
+    assert manifest.raw["base"]["training_data"]["kind"] == "real and synthetic"
     assert manifest.raw["build"]["tensorflow_version"]
     features = Bottleneck(manifest).features(np.zeros((400, 6), np.float32))
     assert features.shape == (manifest.feature_size,)
@@ -146,3 +146,37 @@ def test_amplitude_augmentation_scales_motion_and_keeps_gravity():
     assert gains.min() >= 0.5 - 1e-4 and gains.max() <= 2.0 + 1e-4
     accel_gains = (augmented[:, :, 2].std(axis=1)) / window[:, 2].std()
     np.testing.assert_allclose(accel_gains, gains, rtol=1e-3)
+
+
+def test_pretraining_sees_hapt_training_subjects_only_and_credits_the_data_set(smoke_set):
+    from odar.drivers.emulated import hapt
+
+    real = load_manifest(smoke_set).raw["base"]["training_data"]["real"]
+    assert real["kind"] == "UCI HAPT" and real["license"] == "CC BY 4.0"
+    assert "Reyes-Ortiz" in real["credit"] and "Neurocomputing" in real["credit"]
+    assert set(real["subjects"]) <= set(hapt.TRAIN_SUBJECTS)
+    assert not set(real["subjects"]) & (set(hapt.TEST_SUBJECTS) | set(hapt.VALIDATION_SUBJECTS))
+    assert fewshot.hapt_fewshot.held_out_check(smoke_set, hapt.TEST_SUBJECTS)["disjoint"]
+
+
+def test_statistics_features_sit_beside_the_learnt_ones(smoke_set):
+    # The last 24 features are the window's per-axis mean/std/min/max, standardised: a
+    # window lying still on its back and one upright differ in the accelerometer means.
+    manifest = load_manifest(smoke_set)
+    bottleneck = Bottleneck(manifest)
+    upright, on_back = np.zeros((400, 6), np.float32), np.zeros((400, 6), np.float32)
+    upright[:, 0], on_back[:, 2] = 9.80665, 9.80665
+    a, b = bottleneck.features(upright), bottleneck.features(on_back)
+    assert manifest.feature_size == 16 + 24
+    means = slice(16, 19)  # accel x, y, z means
+    assert a[means][0] > b[means][0] and a[means][2] < b[means][2]
+
+
+def test_small_rotations_turn_by_at_most_the_jitter():
+    from artifact_builder import real_pretraining
+
+    rotations = real_pretraining.small_rotations(np.random.default_rng(0), 500, 15.0)
+    identity = np.broadcast_to(np.eye(3), rotations.shape)
+    np.testing.assert_allclose(rotations @ np.swapaxes(rotations, 1, 2), identity, atol=1e-9)
+    angles = np.degrees(np.arccos(np.clip((np.trace(rotations, axis1=1, axis2=2) - 1) / 2, -1, 1)))
+    assert angles.max() <= 15.0 + 1e-6 and angles.max() > 12.0

@@ -47,7 +47,11 @@ def test_committed_manifest_describes_the_committed_artifacts():
     for artifact in manifest.artifacts.values():
         assert sha256_of(artifact.path) == artifact.sha256
     raw = manifest.raw
-    assert raw["base"]["training_data"]["kind"] in ("synthetic", "HHAR")
+    training = raw["base"]["training_data"]
+    assert training["kind"] in ("synthetic", "HHAR", "real and synthetic")
+    if "real" in training:  # the licence (CC BY 4.0) asks for the credit
+        assert "Reyes-Ortiz" in training["real"]["credit"] and training["real"]["license"]
+        assert not set(training["real"]["subjects"]) & {2, 4, 9, 10, 12, 13, 18, 20, 24}
     assert 0.0 < raw["base"]["quality"]["validation_accuracy"] <= 1.0
     assert raw["build"]["tensorflow_version"]
 

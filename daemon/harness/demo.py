@@ -16,13 +16,14 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from odar.config import load_config
 from odar.harness.data import DEMO_CONFIG, with_artifacts
 from odar.harness.emulated_wearable import EmulatedWearable
-from odar.harness.scenario import SwitchableMotion
+from odar.harness.scenario import Scenario, SwitchableMotion
 from odar.journal import setup_logging
 from odar.service import Daemon, Inferred, Observer
 
@@ -51,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--speed", type=float, default=None, help="virtual seconds per second")
     parser.add_argument("--quiet", action="store_true", help="only warnings on stderr")
+    parser.add_argument(
+        "--wearer",
+        help="hapt:SUBJECT: a real held-out person of UCI HAPT instead of the simulated wearer "
+        "(collects on one of their recordings, infers on the other)",
+    )
 
 
 class DemoRecorder(Observer):
@@ -84,18 +90,36 @@ def run(args: argparse.Namespace) -> int:
         state_dir = args.state_dir if args.state_dir is not None else Path(scratch)
         paths = dataclasses.replace(config.paths, state_dir=state_dir.resolve())
         config = dataclasses.replace(config, sensor=sensor, paths=paths)
-        world = EmulatedWearable.open(config, args.config.resolve().parent)
+        about: dict[str, Any] = {}
+        wearer_motion = None if args.wearer is None else _recorded_wearer(args.wearer, about)
+        world = EmulatedWearable.open(config, args.config.resolve().parent, wearer_motion)
         recorder = DemoRecorder(world.motion)
         daemon = Daemon(config, world.wearable, observer=recorder, seed=emulated.seed)
         started = time.monotonic()
         status = world.run(daemon)
         wall = time.monotonic() - started
         summary = summarise(daemon, recorder, wall)
+        if about:
+            summary["wearer"] = about
     if args.json:
         print(json.dumps(summary, indent=2, sort_keys=True))
     else:
         print(render(summary))
     return status
+
+
+def _recorded_wearer(text: str, about: dict[str, Any]) -> Callable[[Scenario], SwitchableMotion]:
+    """``--wearer hapt:SUBJECT``: the motion of that person; *about* gets what it is."""
+    from odar.harness import hapt_wearer
+
+    subject = hapt_wearer.parse_subject(text)
+
+    def motion(scenario: Scenario) -> SwitchableMotion:
+        recorded, facts = hapt_wearer.recording_motion(subject, scenario)
+        about.update(facts)
+        return recorded
+
+    return motion
 
 
 def summarise(daemon: Daemon, recorder: DemoRecorder, wall_seconds: float) -> dict[str, Any]:

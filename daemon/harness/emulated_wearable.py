@@ -9,6 +9,7 @@ as on real hardware and cannot tell which it drives.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,21 +46,30 @@ class EmulatedWearable:
     config: Config
 
     @classmethod
-    def open(cls, config: Config, config_dir: Path) -> EmulatedWearable:
+    def open(
+        cls,
+        config: Config,
+        config_dir: Path,
+        wearer_motion: Callable[[Scenario], SwitchableMotion] | None = None,
+    ) -> EmulatedWearable:
         """The wearer and chip of ``sensor.emulated`` (its scenario looked up beside the
-        config, in *config_dir*), on a clock ``sensor.emulated.speed`` times real time."""
+        config, in *config_dir*), on a clock ``sensor.emulated.speed`` times real time.
+        *wearer_motion* replaces the simulated wearer (e.g. a recorded person)."""
         emulated = config.sensor.emulated
         scenario = load_scenario(resolve_scenario(emulated.scenario, config_dir))
         seed = emulated.seed if emulated.seed is not None else scenario.seed
-        # Noise and bias stay (the emulated chip has none of its own); saturation and
-        # quantisation are the chip's job at the configured full scale.
-        wearer = dataclasses.replace(
-            Wearer.random(np.random.default_rng(seed), placements=[scenario.placement]),
-            accel_range_g=None,
-            gyro_range_dps=None,
-        )
-        first = next((s.value for s in scenario.steps if s.kind == "activity"), "sitting")
-        motion = SwitchableMotion(wearer, first, seed)
+        if wearer_motion is not None:
+            motion = wearer_motion(scenario)
+        else:
+            # Noise and bias stay (the emulated chip has none of its own); saturation and
+            # quantisation are the chip's job at the configured full scale.
+            wearer = dataclasses.replace(
+                Wearer.random(np.random.default_rng(seed), placements=[scenario.placement]),
+                accel_range_g=None,
+                gyro_range_dps=None,
+            )
+            first = next((s.value for s in scenario.steps if s.kind == "activity"), "sitting")
+            motion = SwitchableMotion(wearer, first, seed)
         clock = ScaledClock(emulated.speed)
         # Looked up on the module at call time, so a test can hand the wearable another chip.
         sensor = sensor_rig.build_emulated_sensor(config.sensor.settings, motion, clock)

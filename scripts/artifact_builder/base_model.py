@@ -23,6 +23,25 @@ class BaseSpec:
     filters: tuple[int, ...] = (32, 48, 64, 64)
     feature_size: int = 128  # global average and max pooling of the last conv layer
     dropout: float = 0.3
+    #: per-axis mean, std, min, max of the scaled window (24 numbers) beside the learnt
+    #: features: the device's orientation to gravity, which names a posture, kept as it is
+    statistics: bool = False
+
+    @property
+    def learnt_size(self) -> int:
+        return self.feature_size - (STATISTICS_SIZE if self.statistics else 0)
+
+
+STATISTICS_SIZE = 24
+
+
+def _window_statistics(scaled: tf.Tensor) -> tf.Tensor:
+    axes = scaled[..., :6]  # accel / g and gyro, without the magnitudes
+    mean = tf.reduce_mean(axes, axis=1)
+    spread = tf.sqrt(tf.reduce_mean(tf.square(axes - mean[:, None, :]), axis=1) + 1e-6)
+    return tf.concat(
+        [mean, spread, tf.reduce_min(axes, axis=1), tf.reduce_max(axes, axis=1)], axis=-1
+    )
 
 
 def _scale_inputs(window: tf.Tensor) -> tf.Tensor:
@@ -35,22 +54,23 @@ def _scale_inputs(window: tf.Tensor) -> tf.Tensor:
 
 def build_base(spec: BaseSpec) -> tf.keras.Model:
     """Conv layers with stride 2 (fast on a Pi), then average and max pooling -> features."""
-    if spec.feature_size != 2 * spec.filters[-1]:
-        raise ValueError(f"feature_size {spec.feature_size} must be 2 x last filters")
+    if spec.learnt_size != 2 * spec.filters[-1]:
+        raise ValueError(f"learnt features {spec.learnt_size} must be 2 x last filters")
     inputs = tf.keras.Input((spec.window, 6), name="window")
-    x = tf.keras.layers.Lambda(_scale_inputs, name="scale")(inputs)
+    x = scaled = tf.keras.layers.Lambda(_scale_inputs, name="scale")(inputs)
     for i, filters in enumerate(spec.filters):
         x = tf.keras.layers.Conv1D(
             filters, 7 if i == 0 else 5, strides=2, padding="same", name=f"conv{i}"
         )(x)
         x = tf.keras.layers.BatchNormalization(name=f"bn{i}")(x)
         x = tf.keras.layers.ReLU(name=f"relu{i}")(x)
-    features = tf.keras.layers.Concatenate(name="features")(
-        [
-            tf.keras.layers.GlobalAveragePooling1D(name="avg")(x),
-            tf.keras.layers.GlobalMaxPooling1D(name="max")(x),
-        ]
-    )
+    parts = [
+        tf.keras.layers.GlobalAveragePooling1D(name="avg")(x),
+        tf.keras.layers.GlobalMaxPooling1D(name="max")(x),
+    ]
+    if spec.statistics:
+        parts.append(tf.keras.layers.Lambda(_window_statistics, name="statistics")(scaled))
+    features = tf.keras.layers.Concatenate(name="features")(parts)
     return tf.keras.Model(inputs, features, name="bottleneck")
 
 
@@ -70,7 +90,8 @@ def pretrain(
     inputs = tf.keras.Input((spec.window, 6))
     features = base(inputs)
     hidden = tf.keras.layers.Dropout(spec.dropout)(features)
-    outputs = tf.keras.layers.Dense(num_classes, activation="softmax")(hidden)
+    scorer = tf.keras.layers.Dense(num_classes, activation="softmax", name="pretrain_classes")
+    outputs = scorer(hidden)
     classifier = tf.keras.Model(inputs, outputs)
     batch_size = 64
     # Cosine decay to zero: the last epochs settle instead of bouncing at the full rate.
@@ -99,7 +120,20 @@ def pretrain(
         "final_train_accuracy": float(history.history["accuracy"][-1]),
         "validation_accuracy": float(val_accuracy),
     }
+    quality["class_scorer"] = scorer  # popped by the builder: with_class_scores needs it
     return base, quality
+
+
+def with_class_scores(base: tf.keras.Model, scorer: tf.keras.layers.Dense) -> tf.keras.Model:
+    """The base with the pretraining classifier's scores (logits, one per pretraining class)
+    after its features: what the base learnt to tell apart, handed to the head directly."""
+    kernel, bias = scorer.get_weights()
+    inputs = tf.keras.Input(base.input_shape[1:], name="window")
+    features = base(inputs)
+    scores = tf.keras.layers.Dense(kernel.shape[1], name="class_scores")
+    combined = tf.keras.layers.Concatenate(name="features_and_scores")([features, scores(features)])
+    scores.set_weights([kernel, bias])
+    return tf.keras.Model(inputs, combined, name="bottleneck_with_scores")
 
 
 def feature_statistics(

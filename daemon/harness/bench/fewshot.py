@@ -29,6 +29,7 @@ import numpy as np
 from odar.bottleneck import Bottleneck
 from odar.drivers.emulated.motion import ACTIVITIES
 from odar.errors import ConfigError, NotInstalledError
+from odar.harness.bench import hapt_fewshot
 from odar.harness.data import find_artifacts
 from odar.head import Head
 from odar.manifest import load_manifest
@@ -100,6 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the random draws")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    hapt_fewshot.add_arguments(parser)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -324,7 +326,6 @@ def run(args: argparse.Namespace) -> int:
     _apply_quick(args)
     activities = tuple(args.activities)
     seen = [a for a in activities if a not in UNSEEN_ACTIVITIES]
-    draws = evaluation_draws(args, activities)
     report: dict = {
         "protocol": {
             "activities_seen_in_pretraining": seen,
@@ -343,12 +344,28 @@ def run(args: argparse.Namespace) -> int:
         "held_out": held_out_check(args.artifacts),
         "results": {},
     }
-    report["results"]["ours"] = _evaluate_artifacts(args.artifacts, draws, args, activities)
     seed_manifest = args.seed_head / "manifest.json"
-    if (
+    seed_head_usable = (
         seed_manifest.is_file()
         and load_manifest(seed_manifest, verify_hashes=False).artifacts["bottleneck"].path.is_file()
-    ):
+    )
+    if args.hapt != "only":
+        _simulated_results(args, report, activities, seed_head_usable)
+    if args.hapt != "off":
+        report["hapt"], hapt_results = hapt_fewshot.run(
+            args, args.seed_head if seed_head_usable else None
+        )
+        report["results"].update(hapt_results)
+    _print_report(args, report)
+    return 0
+
+
+def _simulated_results(args, report, activities, seed_head_usable: bool) -> None:
+    """The synthetic generator's and the physical model's rows of the report."""
+    draws = evaluation_draws(args, activities)
+    seed_manifest = args.seed_head / "manifest.json"
+    report["results"]["ours"] = _evaluate_artifacts(args.artifacts, draws, args, activities)
+    if seed_head_usable:
         report["results"]["original_bottleneck_our_head"] = _evaluate_artifacts(
             args.seed_head, draws, args, activities
         )
@@ -375,6 +392,9 @@ def run(args: argparse.Namespace) -> int:
         report["results"]["baseline_other_generator"] = _baseline(
             other_draws, args, other_activities
         )
+
+
+def _print_report(args: argparse.Namespace, report: dict) -> None:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -385,6 +405,8 @@ def run(args: argparse.Namespace) -> int:
                     if "bottleneck_invoke_ms" in result
                     else ""
                 )
+                if "sitting/standing" in result.get("per_pair", {}):
+                    extra += f", sitting/standing {result['per_pair']['sitting/standing']:.3f}"
                 print(
                     f"{name:40s} accuracy {result['accuracy']:.3f} "
                     f"(worst pair {result['worst_pair']:.3f}){extra}"
@@ -396,5 +418,7 @@ def run(args: argparse.Namespace) -> int:
             f"evaluation placements disjoint from pretraining: {held_out['disjoint']} "
             f"(overlap {held_out['overlap']})"
         )
+        if "hapt" in report:
+            held_out = report["hapt"]["held_out"]
+            print(f"HAPT test subjects disjoint from pretraining: {held_out['disjoint']}")
         print(f"target {TARGET} for ours")
-    return 0
