@@ -290,7 +290,11 @@ def restarted(ns: SystemdNamespace, trained: Trained) -> Restarted:
     restarts = int(_state(ns)["NRestarts"])
     sha_before = _params_sha256(ns)
     # Read only when the restarted process starts: it resumes training instead of relearning.
-    ns.write_file(CONFIG, _config("systemd-resume"))
+    # Training that ends by itself would save before `systemctl stop` does: the resumed run
+    # trains until it is stopped, so the saves the tests look for stay the only ones.
+    ns.write_file(
+        CONFIG, _config("systemd-resume", **{"  stop_when: settled": "  stop_when: never"})
+    )
     ns.run("kill", "-9", str(trained.pid))
 
     def restarted_pid() -> int | None:

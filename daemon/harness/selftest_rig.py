@@ -33,6 +33,10 @@ class _SelfTestView:
     def status(self) -> _View:
         return _View(stopping=self.done)
 
+    @property
+    def stopping(self) -> bool:
+        return self.done
+
     def request_stop(self) -> None:
         self.done = True
 
