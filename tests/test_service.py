@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -469,7 +470,9 @@ def test_odar_run_speaks_sd_notify_reloads_on_sighup_and_saves_on_sigterm(
         assert "collect" in status and "Class A 0" in status and "Class B 0" in status
         manager.until("WATCHDOG=1")
         training = manager.until("STATUS=train running")
-        assert f"Class A {batch}" in training and f"Class B {batch}" in training
+        # A window that ended before a stop press still belongs to the run: one more may land.
+        counts = [int(n) for n in re.findall(r"Class [AB] (\d+)", training)]
+        assert len(counts) == 2 and all(batch <= n <= batch + 1 for n in counts), training
 
         config_writer.write({"inference": {"threshold": 0.8}})
         process.send_signal(signal.SIGHUP)

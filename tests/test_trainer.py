@@ -78,8 +78,8 @@ def test_epochs_lower_the_loss_and_stop_saves_what_inference_sees(engine, sample
     trainer.start()
     wait_until(lambda: latest.get().epoch >= 20, "20 epochs")
     assert trainer.running and latest.trained
-    trainer.stop()
-    assert not trainer.running
+    trainer.stop()  # a request: returns at once
+    assert trainer.wait_idle(30.0) and not trainer.running
     state = latest.get()
     assert len(trainer.losses) == state.epoch
     assert trainer.losses[-1] < 0.5 * trainer.losses[0]
@@ -143,7 +143,8 @@ def test_parameters_are_saved_every_save_every_seconds_of_clock_time(engine, sam
         assert trainer.running
         assert param_store.load().epoch >= 3
     finally:
-        trainer.stop()
+        trainer.halt()
+        trainer.join(30.0)
 
 
 def test_a_failed_save_is_logged_and_training_carries_on(engine, samples, tmp_path, caplog):
@@ -197,7 +198,8 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
     wait_until(lambda: latest.get().epoch >= 5, "5 epochs")
     clock.advance(1.0)
     wait_until(lambda: latest.get().epoch >= 10, "5 more epochs")
-    trainer.stop()
+    trainer.halt()
+    trainer.join(30.0)
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert epochs[0].startswith("epoch 1: loss ")
     assert len(epochs) == 2 and "epochs not shown)" in epochs[1]
