@@ -497,3 +497,96 @@ def test_odar_run_speaks_sd_notify_reloads_on_sighup_and_saves_on_sigterm(
         if "training stopped at epoch " in line
     )
     assert saved.epoch == last_epoch
+
+
+# ---------------------------------------------------------------------------- press-exact runs
+
+#: Model samples in a window, at the test's 100 Hz: its last sample 3.99 s after its first.
+WINDOW_SPAN = 3.99
+
+
+def test_fast_stop_class_start_never_labels_a_window_from_before_the_start(
+    start_daemon, config_writer
+):
+    tries = 200
+    running = start_daemon(config_writer.write())
+    clock = running.daemon.wearable.clock
+    running.press("start")
+    wait_until(lambda: sum(running.counts()) >= 1, "a first sample")
+    presses: list[tuple[float, float, int, int]] = []  # (stop, start, class, stored before)
+    for _ in range(tries):
+        stop_at = clock.monotonic()
+        running.press("start")  # stop
+        running.press("class")
+        stored = sum(running.counts())
+        start_at = clock.monotonic()
+        running.press("start")
+        presses.append((stop_at, start_at, running.daemon.controls.class_index, stored))
+        wait_until(lambda stored=stored: sum(running.counts()) > stored, "a sample of this run")
+    running.press("start")
+    stored = running.daemon.samples.load()
+    assert running.stop() == 0
+    bled = []
+    for index, (stop_at, start_at, klass, first) in enumerate(presses):
+        end = presses[index + 1][3] if index + 1 < len(presses) else len(stored)
+        previous_class = presses[index - 1][2] if index else 0
+        for row in range(first, end):
+            t_start, label = float(stored.timestamps[row]), int(stored.labels[row])
+            this_run = label == klass and t_start >= start_at
+            # A window of the run before that ended before its stop press, stored after it.
+            run_before = label == previous_class and t_start + WINDOW_SPAN < stop_at
+            if not (this_run or run_before):
+                bled.append((index, row, label, klass, round(start_at - t_start, 3)))
+    assert bled == [], f"{len(bled)} of {tries} starts stored a window from before the press"
+
+
+def test_a_wearer_who_starts_walking_at_the_start_press_gets_only_walking_samples(
+    start_daemon, config_writer
+):
+    running = start_daemon(config_writer.write())
+    motion = running.world.motion
+    running.switch_activity("sitting")
+    clock = running.daemon.wearable.clock
+    later = clock.monotonic() + 5.0
+    wait_until(lambda: clock.monotonic() > later, "a window's worth of sitting")
+    for klass in (0, 1):
+        while running.daemon.controls.class_index != klass:
+            running.press("class")
+        running.switch_activity("walking" if klass else "running")
+        running.press("start")  # at the same instant as the change of activity
+        wait_until(lambda klass=klass: running.counts()[klass] >= 3, "3 samples")
+        running.press("start")
+        running.switch_activity("sitting")
+        settle = clock.monotonic() + 5.0
+        wait_until(lambda settle=settle: clock.monotonic() > settle, "the wearer sitting again")
+    stored = running.daemon.samples.load()
+    truths = [
+        motion.activity_between(float(t), float(t) + WINDOW_SPAN) for t in stored.timestamps
+    ]
+    expected = ["walking" if label else "running" for label in stored.labels]
+    assert len(stored) >= 6 and truths == expected, list(zip(truths, expected, strict=True))
+
+
+def test_infer_decides_only_on_windows_after_the_start_press(start_daemon, trained_config):
+    inferred: list[Inferred] = []
+    running = start_daemon(trained_config, observer=inferred.append)
+    motion = running.world.motion
+    running.switch_activity("sitting")
+    while running.daemon.controls.mode is not Mode.INFER:
+        running.press("mode")
+    clock = running.daemon.wearable.clock
+    for _ in range(3):
+        settle = clock.monotonic() + 5.0
+        wait_until(lambda settle=settle: clock.monotonic() > settle, "a window of sitting")
+        running.switch_activity("walking")
+        pressed_at = clock.monotonic()
+        running.press("start")
+        seen = len(inferred)
+        wait_until(lambda seen=seen: len(inferred) >= seen + 3, "3 inferred windows")
+        running.press("start")
+        stopped_at = clock.monotonic()
+        running.switch_activity("sitting")
+        for decision in inferred[seen:]:
+            window = decision.window
+            assert pressed_at <= window.t_start and window.t_end < stopped_at
+            assert motion.activity_between(window.t_start, window.t_end) == "walking"
