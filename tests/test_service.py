@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -590,3 +591,50 @@ def test_infer_decides_only_on_windows_after_the_start_press(start_daemon, train
             window = decision.window
             assert pressed_at <= window.t_start and window.t_end < stopped_at
             assert motion.activity_between(window.t_start, window.t_end) == "walking"
+
+
+# ---------------------------------------------------------------------------- presses never wait
+
+
+def press_in_thread(running: RunningDaemon, button: str) -> None:
+    """Press on another thread and fail (instead of hanging) if the handler does not return."""
+    presser = threading.Thread(target=running.press, args=(button,), daemon=True)
+    presser.start()
+    presser.join(WAIT_LIMIT)
+    assert not presser.is_alive(), f"the {button} press blocked"
+
+
+def test_stop_then_start_while_the_trainer_is_still_saving_trains_again(
+    start_daemon, trained_config
+):
+    running = start_daemon(trained_config)
+    daemon = running.daemon
+    assert daemon.controls.mode is Mode.TRAIN
+    release = threading.Event()
+    saving = threading.Event()
+    overlapping: list[int] = []
+    inside = [0]
+    real_save = daemon.param_store.save
+
+    def slow_save(state: HeadState) -> None:
+        inside[0] += 1
+        overlapping.append(inside[0])
+        saving.set()
+        release.wait(WAIT_LIMIT)  # a save on a slow SD card, for as long as the test likes
+        real_save(state)
+        inside[0] -= 1
+
+    daemon.param_store.save = slow_save
+    running.press("start")
+    wait_until(lambda: daemon.status().epoch >= 3, "3 epochs")
+    press_in_thread(running, "start")  # stop: the trainer thread saves...
+    assert saving.wait(WAIT_LIMIT)
+    # ...and the save is still being written: the stop press returned, and so does a start.
+    press_in_thread(running, "start")
+    assert daemon.controls.running and daemon.trainer.requested
+    epoch = daemon.status().epoch
+    release.set()
+    wait_until(lambda: daemon.status().epoch > epoch + 3, "training again after the save")
+    assert daemon.controls.snapshot().running
+    assert running.stop() == 0
+    assert max(overlapping) == 1  # one save at a time, always

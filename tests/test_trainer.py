@@ -14,7 +14,7 @@ from odar.engine import Engine
 from odar.journal import RateLimiter
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore, StoreLayout
-from odar.trainer import LatestHead, Trainer
+from odar.trainer import LOSS_HISTORY, LatestHead, Trainer
 
 PER_CLASS = 12
 
@@ -203,3 +203,44 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert epochs[0].startswith("epoch 1: loss ")
     assert len(epochs) == 2 and "epochs not shown)" in epochs[1]
+
+
+def test_stop_is_a_request_and_saves_never_overlap(engine, samples, param_store):
+    latest = fresh_head(engine)
+    trainer = make_trainer(engine, samples, latest, param_store)
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    real_save = param_store.save
+    release = threading.Event()
+
+    def watched_save(state):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        release.wait(0.01)
+        real_save(state)
+        with lock:
+            inside[0] -= 1
+
+    param_store.save = watched_save
+    trainer.start()
+    wait_until(lambda: latest.get().epoch >= 2, "2 epochs")
+    savers = [threading.Thread(target=trainer.save) for _ in range(8)]
+    for saver in savers:
+        saver.start()
+    trainer.stop()  # returns at once; the trainer thread saves as the run ends
+    for saver in savers:
+        saver.join()
+    assert trainer.wait_idle(30.0)
+    assert most[0] == 1
+    assert param_store.load().epoch == latest.get().epoch
+    trainer.halt()
+    trainer.join(30.0)
+    assert not trainer.alive
+
+
+def test_the_loss_history_is_bounded(engine, samples, param_store):
+    trainer = make_trainer(engine, samples, fresh_head(engine), param_store)
+    trainer.losses.extend(float(n) for n in range(10 * LOSS_HISTORY))
+    assert len(trainer.losses) == LOSS_HISTORY
+    assert trainer.last_loss == 10 * LOSS_HISTORY - 1
