@@ -7,6 +7,7 @@ output pin is read back from the mock pin's state history. See conftest.py for t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -638,3 +639,84 @@ def test_stop_then_start_while_the_trainer_is_still_saving_trains_again(
     assert daemon.controls.snapshot().running
     assert running.stop() == 0
     assert max(overlapping) == 1  # one save at a time, always
+
+
+# ---------------------------------------------------------------------------- failures surface
+
+EX_SOFTWARE = 70
+
+
+def wait_for_exit(running: RunningDaemon) -> int:
+    running.thread.join(WAIT_LIMIT)
+    assert not running.thread.is_alive(), "the daemon did not stop after the failure"
+    if "error" in running.outcome:
+        raise running.outcome["error"]
+    return running.outcome["status"]
+
+
+def failure_records(caplog: pytest.LogCaptureFixture, thread: str) -> list[logging.LogRecord]:
+    return [
+        r
+        for r in caplog.records
+        if r.levelno == logging.ERROR and thread in r.getMessage() and r.exc_info is not None
+    ]
+
+
+def test_a_window_thread_exception_is_an_error_a_rattle_and_exit_70(start_daemon, caplog):
+    caplog.set_level(logging.INFO)
+    running = start_daemon()
+    running.press("start")
+    running.world.thread_faults.fail("odar-windows")
+    assert wait_for_exit(running) == EX_SOFTWARE
+    (record,) = failure_records(caplog, "odar-windows thread")
+    assert record.exc_info[0].__name__ == "InjectedFault"  # the traceback goes with it
+    assert REFUSED in running.patterns
+    assert not running.daemon.controls.running
+    assert "failed: odar-windows thread" in running.daemon.status_text()
+
+
+def test_a_trainer_exception_stops_the_daemon_instead_of_leaving_train_running(
+    start_daemon, trained_config, caplog
+):
+    caplog.set_level(logging.INFO)
+    running = start_daemon(trained_config)
+    daemon = running.daemon
+    assert daemon.controls.mode is Mode.TRAIN
+
+    def broken_step(*args: object) -> None:
+        raise RuntimeError("train_head: invoke failed")
+
+    daemon.engine.head.train_step = broken_step
+    running.press("start")
+    assert wait_for_exit(running) == EX_SOFTWARE
+    (record,) = failure_records(caplog, "odar-trainer thread")
+    assert "invoke failed" in record.getMessage()
+    assert REFUSED in running.patterns
+    status = daemon.status_text()
+    assert "train running" not in status and "failed" in status
+    assert not daemon.controls.running
+
+
+def test_a_flex_bound_train_head_is_refused_with_78(config_writer, tmp_path, artifacts_dir):
+    seed = REPO.parent / "shared" / "seed-artifacts" / "train_head.tflite"
+    if not seed.is_file():
+        pytest.skip(f"{seed} is absent (the seed artifacts live in ../shared/seed-artifacts)")
+    flex = tmp_path / "flex-artifacts"
+    flex.mkdir()
+    manifest = json.loads((artifacts_dir / MANIFEST_NAME).read_text())
+    for name, entry in manifest["artifacts"].items():
+        entry["file"] = str(seed if name == "train_head" else artifacts_dir / entry["file"])
+        if name == "train_head":
+            entry["sha256"], entry["bytes"] = sha256_of(seed), seed.stat().st_size
+    (flex / MANIFEST_NAME).write_text(json.dumps(manifest))
+    path = config_writer.write({"paths": {"artifacts_dir": str(flex)}})
+    result = subprocess.run(
+        odar_command("run", "--config", str(path)),
+        capture_output=True,
+        text=True,
+        timeout=WAIT_LIMIT,
+        cwd=REPO,
+    )
+    assert result.returncode == EX_CONFIG, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "train_head.tflite" in result.stderr and "Flex delegate" in result.stderr
