@@ -226,7 +226,11 @@ class Daemon:
                 spawn=self._start_thread,
                 pulse=ThreadPulse(self.heartbeats, "odar-trainer"),
             )
-            self.collector = Collector(self.samples, self.class_names)
+            self.collector = Collector(
+                self.samples,
+                self.class_names,
+                limiter=RateLimiter(config.logging.sample_lines_per_second, clock),
+            )
             self.detector = Detector(
                 head,
                 self.latest,
