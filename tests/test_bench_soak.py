@@ -58,7 +58,7 @@ def test_every_hour_is_read_and_the_store_and_journal_grow(report):
 
 def test_the_cycle_collects_both_classes_trains_and_infers_every_hour():
     args = argparse.Namespace(
-        hours=3, hour_seconds=3600.0, collect_seconds=60.0, train_seconds=120.0, seed=1
+        hours=3, hour_seconds=3600.0, collect_seconds=60.0, train_seconds=120.0, seed=1, speed=20
     )
     steps = soak_scenario(args)["steps"]
     presses = [s["press"] for s in steps if "press" in s]
@@ -67,12 +67,15 @@ def test_the_cycle_collects_both_classes_trains_and_infers_every_hour():
     assert presses.count("mode") == 3 * 3 and presses.count("class") == 3 * 2
     waits = sum(s["wait"] for s in steps if "wait" in s)
     assert waits == pytest.approx(3 * 3600.0)
+    # A pause after every press: gpiozero's bounce time would swallow a quick second press.
+    after = [steps[i + 1] for i, s in enumerate(steps) if "press" in s]
+    assert all(step == {"wait": 2.0} for step in after)
     assert steps[-1] == {"end": "stop"}
 
 
 def test_soak_scenario_loads(tmp_path):
     args = argparse.Namespace(
-        hours=1, hour_seconds=600.0, collect_seconds=60.0, train_seconds=120.0, seed=1
+        hours=1, hour_seconds=600.0, collect_seconds=60.0, train_seconds=120.0, seed=1, speed=20
     )
     path = tmp_path / "soak.yaml"
     path.write_text(yaml.safe_dump(soak_scenario(args)), encoding="utf-8")

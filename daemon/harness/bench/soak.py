@@ -104,35 +104,43 @@ def count_logging() -> CountingStream:
 
 def soak_scenario(args: argparse.Namespace) -> dict[str, Any]:
     collect, train = args.collect_seconds, args.train_seconds
-    infer = args.hour_seconds - 2 * collect - train
-    if infer <= 0:
-        raise SystemExit("odar bench soak: collecting and training must leave time in the hour")
+    # gpiozero ignores a press within bounce_time (0.05 real s) of the last on that button:
+    # the wearer pauses after each press, for 0.1 real s.
+    pause = max(0.5, 0.1 * args.speed)
+    def press(button: str) -> list[dict[str, Any]]:
+        return [{"press": button}, {"wait": pause}]
+
     hour: list[dict[str, Any]] = [
         # From Collect, stopped, class A selected.
         {"activity": "sitting"},
-        {"press": "start"},
+        *press("start"),
         {"wait": collect},
-        {"press": "start"},
-        {"press": "class"},
+        *press("start"),
+        *press("class"),
         {"activity": "walking"},
-        {"press": "start"},
+        *press("start"),
         {"wait": collect},
-        {"press": "start"},
-        {"press": "class"},
-        {"press": "mode"},  # Train
-        {"press": "start"},
+        *press("start"),
+        *press("class"),
+        *press("mode"),  # Train
+        *press("start"),
         {"wait": train},
-        {"press": "start"},
-        {"press": "mode"},  # Infer
-        {"press": "start"},
+        *press("start"),
+        *press("mode"),  # Infer
+        *press("start"),
     ]
+    back = [*press("start"), *press("mode")]  # back to Collect, stopped
+    busy = sum(step.get("wait", 0.0) for step in hour + back)
+    infer = args.hour_seconds - busy
+    if infer <= 0:
+        raise SystemExit("odar bench soak: collecting and training must leave time in the hour")
     segments = max(1, round(infer / INFER_SEGMENT))
     for index in range(segments):
         hour += [
             {"activity": "walking" if index % 2 else "sitting"},
             {"wait": infer / segments},
         ]
-    hour += [{"press": "start"}, {"press": "mode"}]  # back to Collect, stopped
+    hour += back
     hours = max(1, round(args.hours))
     return {
         "description": "odar bench soak: collect, train, infer, every virtual hour",
