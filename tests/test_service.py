@@ -626,8 +626,9 @@ def test_stop_then_start_while_the_trainer_is_still_saving_trains_again(
         inside[0] -= 1
 
     daemon.param_store.save = slow_save
+    loaded = daemon.status().epoch
     running.press("start")
-    wait_until(lambda: daemon.status().epoch >= 3, "3 epochs")
+    wait_until(lambda: daemon.status().epoch >= loaded + 3, "3 epochs")
     press_in_thread(running, "start")  # stop: the trainer thread saves...
     assert saving.wait(WAIT_LIMIT)
     # ...and the save is still being written: the stop press returned, and so does a start.
@@ -720,3 +721,36 @@ def test_a_flex_bound_train_head_is_refused_with_78(config_writer, tmp_path, art
     assert result.returncode == EX_CONFIG, result.stderr
     assert "Traceback" not in result.stderr
     assert "train_head.tflite" in result.stderr and "Flex delegate" in result.stderr
+
+
+def test_shutdown_extends_systemds_limit_while_the_save_is_written(
+    start_daemon, trained_config, short_socket_dir
+):
+    from odar.notifier import SystemdNotifier
+
+    manager = NotifySocket(short_socket_dir)
+    running = start_daemon(trained_config, notifier=SystemdNotifier(socket_path=manager.path))
+    daemon = running.daemon
+    release, saving = threading.Event(), threading.Event()
+    real_save = daemon.param_store.save
+
+    def slow_save(state: HeadState) -> None:
+        saving.set()
+        release.wait(WAIT_LIMIT)  # an SD card taking its time
+        real_save(state)
+
+    daemon.param_store.save = slow_save
+    loaded = daemon.status().epoch
+    running.press("start")  # Train, restored
+    wait_until(lambda: daemon.status().epoch >= loaded + 3, "3 epochs")
+    daemon.request_stop()
+    try:
+        assert saving.wait(WAIT_LIMIT)
+        assert manager.until("EXTEND_TIMEOUT_USEC=").startswith("EXTEND_TIMEOUT_USEC=")
+    finally:
+        release.set()
+    assert running.stop() == 0
+    manager.close()
+    assert "STOPPING=1" in manager.messages
+    saved = ParamStore(daemon.config.state_dir / PARAMS_FILE, daemon.engine.manifest_hash).load()
+    assert saved is not None and saved.epoch == daemon.latest.get().epoch
