@@ -287,7 +287,8 @@ class Trainer:
     def _train(self, run_id: int) -> bool:
         """One run: epochs until stopped (False) or max_epochs (True); then a save."""
         data = self._samples.load()
-        features = np.asarray(data.features, np.float32)
+        # Copies: a view would keep every loaded record (raw windows too) alive while training.
+        features = np.array(data.features, np.float32)
         onehot = np.eye(self._head.num_classes, dtype=np.float32)[np.asarray(data.labels)]
         del data
         state = self._latest.get()

@@ -50,7 +50,7 @@ class Observed:
 def observe(running: RunningDaemon) -> Observed:
     """Record every block appended to the ring and every window cut, from now on."""
     daemon, seen = running.daemon, Observed()
-    append, process = daemon.ring.append, daemon._process
+    append, next_window = daemon.ring.append, daemon.cutter.next_window
 
     def recording_append(block):
         if len(block):
@@ -60,13 +60,15 @@ def observe(running: RunningDaemon) -> Observed:
                 )
         append(block)
 
-    def recording_process(window):
-        with seen.lock:
-            seen.windows.append((window.t_start, window.t_end, window.timestamps.copy()))
-        process(window)
+    def recording_next_window(timeout=None):
+        window = next_window(timeout=timeout)
+        if window is not None:
+            with seen.lock:
+                seen.windows.append((window.t_start, window.t_end, window.timestamps.copy()))
+        return window
 
     daemon.ring.append = recording_append
-    daemon._process = recording_process
+    daemon.cutter.next_window = recording_next_window
     return seen
 
 
