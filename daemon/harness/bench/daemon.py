@@ -57,7 +57,8 @@ DEFINITIONS = {
     ),
     "memory": (
         "peak_rss_mib: resource.getrusage(RUSAGE_SELF).ru_maxrss, the process's peak resident "
-        "set; current_rss_mib: VmRSS from /proc/self/status at the end of the infer phase. "
+        "set (at least the VmRSS read below: the kernel's high-water mark can lag it); "
+        "current_rss_mib: VmRSS from /proc/self/status at the end of the infer phase. "
         "Both include the emulator and this bench (a few MiB)"
     ),
     "startup": (
@@ -366,7 +367,11 @@ def summarise(
             "idle_by_thread": baseline[2] if baseline else None,
         },
         "memory": {
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            # The kernel's high-water mark can lag a VmRSS read: the peak is at least that.
+            "peak_rss_mib": max(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, rss if rss is not None else 0
+            )
+            / 1024,
             "current_rss_mib": rss / 1024 if rss is not None else None,
         },
         "startup": {
