@@ -48,6 +48,11 @@ COMMANDS: tuple[tuple[tuple[str, ...], str, str], ...] = (
         "odar.harness.bench.daemon",
         "latency, CPU, memory and start-up of the daemon",
     ),
+    (
+        ("bench", "soak"),
+        "odar.harness.bench.soak",
+        "hours of collect, train and infer: memory, threads, fds, store and journal per hour",
+    ),
     (("completion",), "odar.completion", "print a shell completion script (bash, zsh, tcsh)"),
 )
 

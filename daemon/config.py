@@ -141,6 +141,7 @@ class LoggingConfig:
     level: Literal["debug", "info", "warning", "error"] = "info"
     loss_lines_per_second: float = _setting(1.0, low=0.001, high=1000.0)
     probability_lines_per_second: float = _setting(1.0, low=0.001, high=1000.0)
+    sample_lines_per_second: float = _setting(1.0, low=0.001, high=1000.0)
 
 
 @dataclass(frozen=True)

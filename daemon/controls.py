@@ -13,6 +13,13 @@ service turns into a haptic pattern and a log line):
 
 Mode and class are saved to ``controls.json`` on every change and restored on start; running
 is not (a restart never starts collecting or training by itself).
+
+Other threads read the state through :meth:`Controls.snapshot`, one immutable
+:class:`ControlsSnapshot` taken under the lock: the window thread reads it once per window, so
+mode, class and running never come from different moments. Every start begins a new
+:class:`Run` with its own id, the ring position and clock time of the press; its stop records
+them again. A window belongs to a run only if it lies wholly between the two
+(:meth:`Run.owns`).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from odar.errors import StateError, StateWriteError
@@ -72,6 +79,8 @@ class Event:
     refusal: Refusal | None = None
     #: NOT_ENOUGH_SAMPLES only: the counts that fell short.
     class_counts: tuple[int, ...] = ()
+    #: The current (or last) run's id: STARTED gives a new one.
+    run_id: int = 0
 
     def describe(self, class_names: Sequence[str] | None = None) -> str:
         """One readable log line."""
@@ -90,6 +99,53 @@ class Event:
         return f"refused in {self.mode.value}: {self.refusal.value}{counts}"
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where the sensor stream was at a press: the ring's write sequence (the next sample's
+    number) and the clock time, read in that order (every sample numbered below ``seq`` was
+    taken before ``time``)."""
+
+    seq: int
+    time: float
+
+
+@dataclass(frozen=True)
+class Run:
+    """One start..stop of Collect, Train or Infer. ``stop`` is None while it goes on."""
+
+    id: int
+    mode: Mode
+    class_index: int
+    start: Position
+    stop: Position | None = None
+
+    @property
+    def going(self) -> bool:
+        return self.stop is None
+
+    def owns(self, t_start: float, t_end: float) -> bool:
+        """A window from ``t_start`` to ``t_end`` (its first and last samples' times) belongs
+        to this run: it starts at or after the start press and ends before the stop press."""
+        if t_start < self.start.time:
+            return False
+        return self.stop is None or t_end < self.stop.time
+
+
+@dataclass(frozen=True)
+class ControlsSnapshot:
+    """Mode, class and running at one moment, and the current (or last) run."""
+
+    mode: Mode
+    class_index: int
+    running: bool
+    #: The run going on, or the last one stopped; None before the first start.
+    run: Run | None
+
+
+def _no_position() -> Position:
+    return Position(0, 0.0)
+
+
 class Controls:
     """The selected mode and class and whether a run is going; see the module docstring."""
 
@@ -101,6 +157,7 @@ class Controls:
         *,
         head_available: Callable[[], bool] = lambda: True,
         state_path: Path | None = None,
+        position: Callable[[], Position] = _no_position,
         logger: logging.Logger = _log,
     ) -> None:
         if num_classes < 1:
@@ -115,26 +172,50 @@ class Controls:
         self._mode = Mode.COLLECT
         self._class_index = 0
         self._running = False
+        self._position = position
+        self._run: Run | None = None
+        self._runs = 0
+        self._snapshot = ControlsSnapshot(self._mode, self._class_index, False, None)
         if state_path is not None:
             self._mode, self._class_index = load_controls_state(state_path, num_classes, logger)
+        self._publish()
+
+    def snapshot(self) -> ControlsSnapshot:
+        """Everything at one moment (immutable; swapped whole at every change)."""
+        return self._snapshot
 
     @property
     def mode(self) -> Mode:
-        return self._mode
+        return self._snapshot.mode
 
     @property
     def class_index(self) -> int:
-        return self._class_index
+        return self._snapshot.class_index
 
     @property
     def running(self) -> bool:
-        return self._running
+        return self._snapshot.running
+
+    def _publish(self) -> None:
+        """Called with the lock held after every change."""
+        self._snapshot = ControlsSnapshot(self._mode, self._class_index, self._running, self._run)
+
+    def _begin_run(self) -> None:
+        self._running = True
+        self._runs += 1
+        self._run = Run(self._runs, self._mode, self._class_index, self._position())
+
+    def _end_run(self) -> None:
+        self._running = False
+        if self._run is not None and self._run.going:
+            self._run = replace(self._run, stop=self._position())
 
     def press_mode(self) -> Event:
         with self._lock:
             stopped = self._running
-            self._running = False
+            self._end_run()
             self._mode = self._mode.next()
+            self._publish()
             self._save()
             return self._event(EventKind.MODE_SELECTED, stopped=stopped)
 
@@ -145,13 +226,15 @@ class Controls:
             if self._running:
                 return self._event(EventKind.REFUSED, refusal=Refusal.CLASS_WHILE_RUNNING)
             self._class_index = (self._class_index + 1) % self.num_classes
+            self._publish()
             self._save()
             return self._event(EventKind.CLASS_SELECTED)
 
     def press_start_stop(self) -> Event:
         with self._lock:
             if self._running:
-                self._running = False
+                self._end_run()
+                self._publish()
                 return self._event(EventKind.STOPPED)
             if self._mode is Mode.TRAIN:
                 counts = tuple(int(count) for count in self._class_counts())
@@ -166,7 +249,8 @@ class Controls:
                     )
             if self._mode is Mode.INFER and not self._head_available():
                 return self._event(EventKind.REFUSED, refusal=Refusal.NO_HEAD)
-            self._running = True
+            self._begin_run()
+            self._publish()
             return self._event(EventKind.STARTED)
 
     def stop(self) -> Event | None:
@@ -174,7 +258,8 @@ class Controls:
         with self._lock:
             if not self._running:
                 return None
-            self._running = False
+            self._end_run()
+            self._publish()
             return self._event(EventKind.STOPPED)
 
     def _event(
@@ -186,7 +271,14 @@ class Controls:
         class_counts: tuple[int, ...] = (),
     ) -> Event:
         return Event(
-            kind, self._mode, self._class_index, self._running, stopped, refusal, class_counts
+            kind,
+            self._mode,
+            self._class_index,
+            self._running,
+            stopped,
+            refusal,
+            class_counts,
+            self._run.id if self._run is not None else 0,
         )
 
     def _save(self) -> None:

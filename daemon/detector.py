@@ -16,6 +16,14 @@ _log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Tuning:
+    """Which class triggers and above what; a reload replaces it whole."""
+
+    trigger_index: int
+    threshold: float
+
+
+@dataclass(frozen=True)
 class Detection:
     probabilities: np.ndarray
     triggered: bool
@@ -41,24 +49,32 @@ class Detector:
         self._head = head
         self._latest = latest
         self._class_names = class_names
-        self.trigger_index = class_names.index(trigger_class)
-        self.threshold = threshold
+        self._tuning = Tuning(class_names.index(trigger_class), threshold)
         self._on_trigger = on_trigger
         self._limiter = limiter
         self._log = logger
 
+    @property
+    def trigger_index(self) -> int:
+        return self._tuning.trigger_index
+
+    @property
+    def threshold(self) -> float:
+        return self._tuning.threshold
+
     def retune(self, trigger_class: str, threshold: float) -> None:
-        """Apply a reloaded configuration."""
-        self.trigger_index = self._class_names.index(trigger_class)
-        self.threshold = threshold
+        """Apply a reloaded configuration: one reference swapped, so a window never sees the
+        new class with the old threshold."""
+        self._tuning = Tuning(self._class_names.index(trigger_class), threshold)
 
     def detect(self, features: np.ndarray) -> Detection:
         probabilities = self._head.predict(self._latest.get().params, features)
         return self.judge(probabilities)
 
     def judge(self, probabilities: np.ndarray) -> Detection:
-        p = float(probabilities[self.trigger_index])
-        triggered = p > self.threshold
+        tuning = self._tuning
+        p = float(probabilities[tuning.trigger_index])
+        triggered = p > tuning.threshold
         if triggered:
             self._on_trigger()
         if self._limiter.allow():

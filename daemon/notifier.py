@@ -61,6 +61,11 @@ class SystemdNotifier:
     def stopping(self) -> bool:
         return self.notify(STOPPING=1)
 
+    def extend_timeout(self, seconds: float) -> bool:
+        """EXTEND_TIMEOUT_USEC=: the current start/stop limit ends no sooner than *seconds*
+        from now (a save under way is not killed)."""
+        return self.notify(EXTEND_TIMEOUT_USEC=int(seconds * 1e6))
+
     def reloading(self) -> bool:
         """RELOADING=1 with the timestamp ``Type=notify-reload`` (systemd >= 253) requires."""
         usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,20 +73,23 @@ class TFLiteModel:
             self._interpreter = self.runtime.interpreter_class(
                 model_path=str(self.path), num_threads=int(num_threads)
             )
+            signatures = self._interpreter.get_signature_list()
+            self._runner: Any = None
+            if signature is not None and signature in signatures:
+                self._runner = self._interpreter.get_signature_runner(signature)
+                self.input_details = dict(self._runner.get_input_details())
+                self.output_details = dict(self._runner.get_output_details())
+            else:
+                # Where a model with Select TensorFlow (Flex) ops fails on a stock runtime.
+                self._interpreter.allocate_tensors()
+                self.input_details = {d["name"]: d for d in self._interpreter.get_input_details()}
+                self.output_details = {
+                    d["name"]: d for d in self._interpreter.get_output_details()
+                }
         except (ValueError, RuntimeError) as error:
             raise ArtifactError(
-                f"{self.path}: cannot load with {self.runtime.name}: {error}"
+                f"{self.path}: cannot load with {self.runtime.name}: {_explain(error)}"
             ) from error
-        signatures = self._interpreter.get_signature_list()
-        self._runner: Any = None
-        if signature is not None and signature in signatures:
-            self._runner = self._interpreter.get_signature_runner(signature)
-            self.input_details = dict(self._runner.get_input_details())
-            self.output_details = dict(self._runner.get_output_details())
-        else:
-            self._interpreter.allocate_tensors()
-            self.input_details = {d["name"]: d for d in self._interpreter.get_input_details()}
-            self.output_details = {d["name"]: d for d in self._interpreter.get_output_details()}
 
     @property
     def has_signature(self) -> bool:
@@ -115,3 +119,17 @@ class TFLiteModel:
             name: np.array(self._interpreter.get_tensor(d["index"]))
             for name, d in self.output_details.items()
         }
+
+
+def _explain(error: Exception) -> str:
+    """The runtime's message, shortened; a Flex-bound model gets what to do about it."""
+    text = str(error)
+    flex = re.search(r"\((Flex\w+)\) failed to prepare", text)
+    if "Select TensorFlow op" in text or flex:
+        op = f" ({flex.group(1)})" if flex else ""
+        return (
+            f"it needs TensorFlow's Flex delegate for Select TensorFlow ops{op}, which "
+            "tflite-runtime and ai-edge-litert do not have; build artifacts with builtin ops "
+            "only (scripts/build_artifacts.py, see artifacts/README.md)"
+        )
+    return text

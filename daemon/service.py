@@ -2,14 +2,18 @@
 
 Threads, each with one job:
 
-- sensor: driver -> ring buffer, and WATCHDOG=1 while data flows or recovery is under way;
+- sensor: driver -> ring buffer; its heartbeat beats while data flows or recovery is under way;
 - windows: ring buffer -> window -> bottleneck -> sample store (collect) or head -> motor
-  (infer);
+  (infer), for the windows the current run owns (:meth:`odar.controls.Run.owns`);
 - trainer: epochs over the sample store while Train runs (:mod:`odar.trainer`);
-- main: signals (SIGTERM/SIGINT stop, SIGHUP reload), STATUS=, and the orderly shutdown.
+- main: signals (SIGTERM/SIGINT stop, SIGHUP reload), STATUS=, WATCHDOG=1 while every worker
+  thread's heartbeat is fresh (:mod:`odar.heartbeat`), and the orderly shutdown.
 
 Button presses arrive on gpiozero's thread and only flip the mode machine
-(:mod:`odar.controls`), confirm with a haptic pattern and start or stop the trainer.
+(:mod:`odar.controls`), confirm with a haptic pattern and ask the trainer to start or stop:
+they never wait. The threading rule (DEVELOPERS.md): what several threads read is immutable
+and swapped whole. A worker thread that raises stops the daemon with EX_SOFTWARE after an
+ERROR naming it and the refusal rattle.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from odar import __version__, message_ids
 from odar.class_names import class_index, display_names
 from odar.collector import Collector
 from odar.config import Config, load_config
-from odar.controls import Controls, Event, EventKind, Mode
+from odar.controls import Controls, Event, EventKind, Mode, Position, Run
 from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
@@ -41,6 +45,7 @@ from odar.haptics import (
     detection_pattern,
     pattern_for,
 )
+from odar.heartbeat import Heartbeats, ThreadPulse
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
@@ -51,7 +56,7 @@ from odar.sensor_reader import SensorReader
 from odar.signals import SignalRequests
 from odar.state_dir import StateDirectory
 from odar.status_report import StatusReport
-from odar.trainer import LatestHead, Trainer, loss_settled
+from odar.trainer import LatestHead, Schedule, Trainer, loss_settled
 from odar.wearable import Wearable, open_real_wearable
 from odar.windows import Window, WindowCutter
 
@@ -63,6 +68,13 @@ EX_SOFTWARE = 70
 RING_SECONDS = 30
 #: How long start-up waits for the first samples before giving up (real seconds).
 FIRST_DATA_TIMEOUT = 20.0
+#: Real seconds the shutdown waits for the threads, within the unit's TimeoutStopSec=30; a
+#: save under way extends systemd's limit (EXTEND_TIMEOUT_USEC) instead of being cut short.
+STOP_BUDGET = 20.0
+#: Each EXTEND_TIMEOUT_USEC asks for this many more seconds while a save is written.
+SAVE_EXTENSION = 10.0
+#: Real seconds the window thread waits for samples before it beats its heartbeat.
+WINDOW_WAIT = 0.2
 PARAMS_FILE = "head.params"
 SAMPLES_FILE = "samples.odar"
 CONTROLS_FILE = "controls.json"
@@ -99,6 +111,11 @@ class Observer:
 
     def played(self, pattern: Pattern) -> None:
         """A pattern no press asked for: training finished, a sample removed by a long press."""
+
+
+#: Called by the sensor and window threads once per loop turn with the thread's name: the one
+#: point where a test harness may inject a fault (a hang, an exception). None in the product.
+Probe = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -184,7 +201,9 @@ class Daemon:
         notifier: SystemdNotifier | None = None,
         observer: Observer | None = None,
         seed: int | None = None,
+        probe: Probe | None = None,
     ) -> None:
+        #: Replaced whole by a reload, never patched.
         self.config = config
         self.config_path = config_path
         self.wearable = wearable
@@ -196,10 +215,18 @@ class Daemon:
         self._fatal: str | None = None
         #: Why the last Collect was refused (store cap, free-space reserve), for STATUS.
         self._collect_refusal: str | None = None
+        self._fail_lock = threading.Lock()
         self._stopping = False
-        self._restart_cutter = threading.Event()
         self._threads: list[threading.Thread] = []
         self._halt = threading.Event()
+        self._probe = probe
+        self.heartbeats = Heartbeats()
+        self._watchdog_every = self.notifier.watchdog_interval()
+        self._next_ping = 0.0
+        self._silent_threads: frozenset[str] = frozenset()
+        self._trainer_lock = threading.Lock()
+        #: The run the window thread cuts for (its id), or 0 before the first.
+        self._cutting_for = 0
         with contextlib.ExitStack() as undo_on_failure:
             undo_on_failure.callback(wearable.close)
             self.engine = Engine.load(config.paths.artifacts_dir, config.runtime.num_threads)
@@ -252,14 +279,17 @@ class Daemon:
                 )
                 self.latest = LatestHead(saved, trained=True)
 
+            clock = wearable.clock
+            rate_samples = round(rate)
+            self.ring = RingBuffer(max(rate_samples * RING_SECONDS, 4 * manifest.window_samples))
             self.controls = Controls(
                 manifest.num_classes,
                 manifest.train_batch_size,
                 self.samples.counts,
                 head_available=lambda: self.latest.trained,
                 state_path=state_dir / CONTROLS_FILE,
+                position=self._position,
             )
-            clock = wearable.clock
             self.trainer = Trainer(
                 head,
                 self.samples,
@@ -272,8 +302,14 @@ class Daemon:
                 limiter=RateLimiter(config.logging.loss_lines_per_second, clock),
                 on_finished=self._training_finished,
                 seed=seed,
+                spawn=self._start_thread,
+                pulse=ThreadPulse(self.heartbeats, "odar-trainer"),
             )
-            self.collector = Collector(self.samples, self.class_names)
+            self.collector = Collector(
+                self.samples,
+                self.class_names,
+                limiter=RateLimiter(config.logging.sample_lines_per_second, clock),
+            )
             self.detector = Detector(
                 head,
                 self.latest,
@@ -283,9 +319,6 @@ class Daemon:
                 self._pulse,
                 RateLimiter(config.logging.probability_lines_per_second, clock),
             )
-            self.pulse_seconds = config.inference.pulse_seconds
-            rate_samples = round(rate)
-            self.ring = RingBuffer(max(rate_samples * RING_SECONDS, 4 * manifest.window_samples))
             self.cutter = WindowCutter(
                 self.ring,
                 window=manifest.window_samples,
@@ -302,9 +335,9 @@ class Daemon:
                 self._samples_changed,
             )
             wearable.buttons.bind(
-                lambda: self._handle(self.controls.press_mode()),
-                lambda: self._handle(self.controls.press_class()),
-                lambda: self._handle(self.controls.press_start_stop()),
+                lambda: self._press(self.controls.press_mode),
+                lambda: self._press(self.controls.press_class),
+                lambda: self._press(self.controls.press_start_stop),
                 on_class_held=self._remove_last_sample,
                 hold_seconds=config.pins.long_press_seconds,
             )
@@ -346,10 +379,21 @@ class Daemon:
         )
         self._publish_status()
 
-    def _play(self, pattern: Pattern) -> None:
-        self.wearable.motor.play(pattern)
-        if self.wearable.led is not None:
-            self.wearable.led.play(pattern)
+    @property
+    def pulse_seconds(self) -> float:
+        return self.config.inference.pulse_seconds
+
+    def _position(self) -> Position:
+        # The sequence first: every sample numbered below it was taken before the time read.
+        seq = self.ring.write_seq
+        return Position(seq, self.wearable.clock.monotonic())
+
+    def _press(self, press: Callable[[], Event]) -> None:
+        """A button's callback (gpiozero's thread): never blocks, never lets an error vanish."""
+        try:
+            self._handle(press())
+        except Exception as error:
+            self._failed("button handler", error)
 
     def _handle(self, event: Event) -> None:
         if event.kind is EventKind.STARTED and event.mode is Mode.COLLECT:
@@ -371,14 +415,20 @@ class Daemon:
             mode=event.mode.value,
             class_name=self.class_names[event.class_index],
             running=int(event.running),
+            counts=list(self.samples.counts()),
         )
-        if event.kind is EventKind.STARTED:
-            self._restart_cutter.set()
-            if event.mode is Mode.TRAIN:
-                self.trainer.start()
-        elif (event.kind is EventKind.STOPPED or event.stopped) and self.trainer.running:
-            self.trainer.stop()
+        self._sync_trainer()
         self._publish_status()
+
+    def _sync_trainer(self) -> None:
+        """Ask the trainer for what the controls say now (a request; returns at once). From the
+        latest snapshot, so presses handled on several threads cannot leave it stale."""
+        with self._trainer_lock:
+            snapshot = self.controls.snapshot()
+            if snapshot.running and snapshot.mode is Mode.TRAIN and snapshot.run is not None:
+                self.trainer.start(snapshot.run.id)
+            else:
+                self.trainer.stop()
 
     def _training_finished(self) -> None:
         """The trainer ended a run by itself (and saved): stop Train, say so."""
@@ -448,43 +498,37 @@ class Daemon:
             )
         self._publish_status()
 
-    def _pulse(self) -> None:
-        pattern = detection_pattern(self.pulse_seconds)
+    def _play(self, pattern: Pattern) -> None:
         self.wearable.motor.play(pattern)
         if self.wearable.led is not None:
             self.wearable.led.play(pattern)
+
+    def _pulse(self) -> None:
+        self._play(detection_pattern(self.pulse_seconds))
 
     # ------------------------------------------------------------------ threads
 
     def _sensor_loop(self) -> None:
         sensor = self.wearable.sensor
         clock = self.wearable.clock
-        watchdog_every = self.notifier.watchdog_interval()
-        next_ping = time.monotonic()
-
+        pulse = ThreadPulse(self.heartbeats, "odar-sensor")
         lost = False
 
         def after_read(block: SensorBlock) -> None:
-            nonlocal next_ping, lost
+            nonlocal lost
+            self._checkpoint("odar-sensor")
             if sensor.recovering != lost:
                 lost = sensor.recovering
                 self._sensor_lost_or_recovered(lost)
             if len(block) or block.gap:
                 self.observer.block_read(block)
-            if watchdog_every is not None and (len(block) or sensor.recovering):
-                now = time.monotonic()
-                if now >= next_ping:
-                    self.notifier.watchdog()
-                    next_ping = now + watchdog_every
+            if len(block) or sensor.recovering:
+                pulse.beat()
 
         reader = SensorReader(
             sensor, self.ring, clock, window_end_seq=self.cutter.next_window_end_seq
         )
-        try:
-            reader.run(self._halt, after_read)
-        except Exception as error:
-            _log.exception("the sensor loop failed")
-            self._fail(f"sensor loop: {error}")
+        reader.run(self._halt, after_read)
 
     def _sensor_lost_or_recovered(self, lost: bool) -> None:
         where = f"MPU6050 on i2c-{self.config.sensor.bus} at {self.config.sensor.address:#04x}"
@@ -505,34 +549,39 @@ class Daemon:
             )
 
     def _window_loop(self) -> None:
-        try:
-            while not self._halt.is_set():
-                if self._restart_cutter.is_set():
-                    self._restart_cutter.clear()
-                    self.cutter.restart()
-                window = self.cutter.next_window(timeout=0.2)
-                if window is None:
-                    continue
-                self.observer.window_cut(window)
-                self._process(window)
-        except Exception as error:
-            _log.exception("the window loop failed")
-            self._fail(f"window loop: {error}")
+        pulse = ThreadPulse(self.heartbeats, "odar-windows")
+        while not self._halt.is_set():
+            pulse.beat()
+            self._checkpoint("odar-windows")
+            with pulse.waiting():
+                window = self.cutter.next_window(timeout=WINDOW_WAIT)
+            # Read once per window: mode, class and the run all from one moment.
+            run = self.controls.snapshot().run
+            if run is not None and run.id != self._cutting_for:
+                # A new run: cut again from its start press, dropping what was cut before.
+                self._cutting_for = run.id
+                self.cutter.restart(run.start.seq, not_before=run.start.time)
+                continue
+            if window is None:
+                continue
+            self.observer.window_cut(window)
+            if run is None or run.mode is Mode.TRAIN:
+                continue
+            if run.owns(window.t_start, window.t_end):
+                self._process(window, run)
 
-    def _process(self, window: Window) -> None:
-        controls = self.controls
-        if not controls.running or controls.mode is Mode.TRAIN:
-            return
-        mode, class_index = controls.mode, controls.class_index
+    def _process(self, window: Window, run: Run) -> None:
+        if run.mode is Mode.INFER and not run.going:
+            return  # no motor after the stop press
         features = self.engine.bottleneck.features(window.samples)
-        if mode is Mode.COLLECT:
+        if run.mode is Mode.COLLECT:
             reason = self.samples.can_accept()
             if reason is not None:
                 self._refuse_collect(reason)
                 return
-            self.collector.collect(window, features, class_index)
+            self.collector.collect(window, features, run.class_index)
             self._publish_status()
-        elif mode is Mode.INFER:
+        elif run.mode is Mode.INFER:
             detection = self.detector.detect(features)
             self.status_report.last_probabilities = (
                 time.time(),
@@ -540,14 +589,48 @@ class Daemon:
             )
             self.observer.inferred(Inferred(window, detection, self.wearable.clock.monotonic()))
 
-    def _fail(self, reason: str) -> None:
-        self._fatal = reason
+    def _checkpoint(self, thread: str) -> None:
+        if self._probe is not None:
+            self._probe(thread)
+
+    def _failed(self, where: str, error: BaseException) -> None:
+        """A thread's unexpected exception: an ERROR with the traceback, the refusal rattle,
+        and an orderly stop with EX_SOFTWARE (systemd restarts the service)."""
+        with self._fail_lock:
+            first = self._fatal is None
+            if first:
+                self._fatal = f"{where}: {type(error).__name__}: {error}"
+        _log.error(
+            "the %s failed, stopping for a restart: %s: %s",
+            where,
+            type(error).__name__,
+            error,
+            exc_info=error,
+            extra={"ODAR_EVENT": "failed", "ODAR_THREAD": where},
+        )
+        if not first:
+            return
+        with contextlib.suppress(Exception):
+            self.controls.stop()
+            self.trainer.stop()
+            self._play(REFUSED)
+            self.notifier.status(f"failed: {self._fatal}; stopping")
         self.signals.request_stop()
 
-    def _start_thread(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
+    def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
+        def guarded() -> None:
+            try:
+                target()
+            except BaseException as error:
+                self._failed(f"{name} thread", error)
+            else:
+                self.heartbeats.retire(name)
+
+        thread = threading.Thread(target=guarded, name=name, daemon=True)
+        self.heartbeats.register(name)
         thread.start()
         self._threads.append(thread)
+        return thread
 
     # ------------------------------------------------------------------ for observers
 
@@ -563,7 +646,7 @@ class Daemon:
     # ------------------------------------------------------------------ status, reload
 
     def status(self) -> Status:
-        controls = self.controls
+        controls = self.controls.snapshot()
         return Status(
             mode=controls.mode,
             running=controls.running,
@@ -576,6 +659,8 @@ class Daemon:
         )
 
     def status_text(self) -> str:
+        if self._fatal is not None:
+            return f"failed: {self._fatal}; stopping"
         status = self.status()
         counts = ", ".join(
             f"{name} {n}" for name, n in zip(self.class_names, status.counts, strict=True)
@@ -605,11 +690,15 @@ class Daemon:
             self.notifier.ready()
             return
         setup_logging(new.logging.level)
+        # Each reader gets a new immutable object in one assignment, never a field patched.
         self.detector.retune(self._trigger_name(new), new.inference.threshold)
-        self.pulse_seconds = new.inference.pulse_seconds
-        self.trainer.save_every_seconds = new.training.save_every_seconds
-        self.trainer.max_epochs = new.training.max_epochs
-        self.trainer.stop_when_settled = new.training.stop_when == "settled"
+        self.trainer.reschedule(
+            Schedule(
+                new.training.save_every_seconds,
+                new.training.max_epochs,
+                new.training.stop_when == "settled",
+            )
+        )
         self._bound_samples(new)
         needs_restart = [
             section
@@ -648,6 +737,7 @@ class Daemon:
         try:
             self._start_thread(self._sensor_loop, "odar-sensor")
             self._start_thread(self._window_loop, "odar-windows")
+            self.trainer.launch()
             if not self._wait_for_first_data():
                 return EX_SOFTWARE if self._fatal else 0
             self.ready_at = self.wearable.clock.monotonic()
@@ -665,7 +755,7 @@ class Daemon:
         finally:
             self._shutdown()
         if self._fatal:
-            _log.error("stopping after a failure: %s", self._fatal)
+            _log.error("stopped after a failure (exit %d): %s", EX_SOFTWARE, self._fatal)
             return EX_SOFTWARE
         return 0
 
@@ -679,13 +769,38 @@ class Daemon:
                     f"no samples from the sensor within {FIRST_DATA_TIMEOUT:.0f} s of starting"
                 )
                 return False
+            self._watchdog_tick()
             self.signals.wait(0.05)
         return True
 
+    def _watchdog_tick(self) -> None:
+        """WATCHDOG=1 every half of systemd's timeout, while every worker thread beats."""
+        if self._watchdog_every is None:
+            return
+        now = time.monotonic()
+        if now < self._next_ping:
+            return
+        silent = self.heartbeats.stale(self._watchdog_every)
+        if silent:
+            names = frozenset(silent)
+            if names != self._silent_threads:
+                self._silent_threads = names
+                _log.error(
+                    "no progress from %s; not pinging the watchdog",
+                    ", ".join(f"{name} for {age:.1f} s" for name, age in sorted(silent.items())),
+                    extra={"ODAR_EVENT": "stalled"},
+                )
+            return
+        self._silent_threads = frozenset()
+        self.notifier.watchdog()
+        self._next_ping = now + self._watchdog_every
+
     def _main_loop(self) -> None:
         last_status = ""
+        wake_every = 1.0 if self._watchdog_every is None else min(1.0, self._watchdog_every / 2)
         while not self.signals.stop_requested:
-            self.signals.wait(1.0)
+            self._watchdog_tick()
+            self.signals.wait(wake_every)
             if self.signals.take_reload():
                 self._reload()
             status = self.status_text()
@@ -696,16 +811,30 @@ class Daemon:
             self.sample_requests.handle_pending()
 
     def _shutdown(self) -> None:
+        """Within TimeoutStopSec: the trainer ends its run and saves (systemd's limit extended
+        while it writes), the other threads end, the stores close."""
         self._stopping = True
         self.notifier.stopping()
         self.controls.stop()
-        self.trainer.stop()
-        if self.latest.trained:
+        self.trainer.halt()
+        deadline = time.monotonic() + STOP_BUDGET
+        while self.trainer.alive and (time.monotonic() < deadline or self.trainer.saving):
+            if self.trainer.saving:
+                self.notifier.extend_timeout(SAVE_EXTENSION)
+            self.trainer.join(0.5)
+        if self.trainer.alive:
+            _log.error("the trainer did not stop within %.0f s; its run is not saved", STOP_BUDGET)
+        elif self.trainer.unsaved:
+            # No trainer thread is left to save (it failed, or never ran): this is the one owner.
+            self.notifier.extend_timeout(SAVE_EXTENSION)
             self.trainer.save()
         self._halt.set()
         for thread in self._threads:
-            thread.join(timeout=10)
+            thread.join(timeout=max(0.1, deadline - time.monotonic()))
         self.status_report.close()
+        if self._fatal is not None:
+            # Let the rattle be felt before the motor is closed.
+            self.wearable.motor.wait(timeout=max(0.1, min(3.0, deadline - time.monotonic())))
         self._close()
         log_event(_log, "stopped", message_id=message_ids.STOPPED, event="stopped")
 

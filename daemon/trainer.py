@@ -1,32 +1,52 @@
-"""Train mode: epochs over the sample store on a background thread, until stopped.
+"""Train mode: epochs over the sample store on the trainer thread, while asked to.
 
 Each epoch shuffles the stored samples and steps through them in batches of the artifacts'
 train batch size (as TFLite's personalisation library does); the parameters are published to
 :class:`LatestHead` after every epoch, so inference always sees a whole, consistent set.
+
+:meth:`Trainer.start` and :meth:`Trainer.stop` are requests and return at once (a button's
+callback must never wait for an epoch or a save). The trainer thread checks the request at every
+step; when a run ends it saves, and it is the only thread that saves while it is alive.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from odar.drivers.clock import Clock
 from odar.errors import StateWriteError
 from odar.head import Head
+from odar.heartbeat import ThreadPulse
 from odar.journal import RateLimiter, log_event
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore
 
 _log = logging.getLogger(__name__)
 
-
+#: Epoch losses kept: loss_settled() needs the last 2 * span (40), STATUS the last.
+LOSS_HISTORY = 256
 #: Epoch losses kept of the current run for odar plot (at most twice this in memory).
 RUN_HISTORY = 20_000
 #: Epochs compared by loss_settled: the last SPAN against the SPAN before.
 SETTLED_SPAN = 20
+#: Real seconds the idle trainer thread waits for a request before it beats its heartbeat.
+IDLE_BEAT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When to save and when to stop by itself; replaced whole by a reload."""
+
+    save_every_seconds: float
+    max_epochs: int | None
+    #: End the run by itself once its loss settles (training.stop_when: settled).
+    stop_when_settled: bool = False
 
 
 def loss_settled(
@@ -68,7 +88,11 @@ class LatestHead:
 
 
 class Trainer:
-    """Runs epochs on its own thread between :meth:`start` and :meth:`stop`."""
+    """Runs epochs on its own thread while a run is requested; see the module docstring.
+
+    The thread is started by :meth:`launch` (or the first :meth:`start`), through *spawn* when
+    given (the service's, which watches it), and ends at :meth:`halt`.
+    """
 
     def __init__(
         self,
@@ -84,6 +108,8 @@ class Trainer:
         limiter: RateLimiter,
         on_finished: Callable[[], None] = lambda: None,
         seed: int | None = None,
+        spawn: Callable[[Callable[[], None], str], threading.Thread] | None = None,
+        pulse: ThreadPulse | None = None,
         logger: logging.Logger = _log,
     ) -> None:
         self._head = head
@@ -91,45 +117,122 @@ class Trainer:
         self._latest = latest
         self._param_store = param_store
         self._clock = clock
-        self.save_every_seconds = save_every_seconds
-        self.max_epochs = max_epochs
-        self.stop_when_settled = stop_when_settled
+        self.schedule = Schedule(save_every_seconds, max_epochs, stop_when_settled)
         #: Why the last run ended by itself ("loss settled", "max_epochs"); None when stopped.
         self.finish_reason: str | None = None
         self._limiter = limiter
         self._on_finished = on_finished
         self._rng = np.random.default_rng(seed)
+        self._spawn = spawn
+        self._pulse = pulse if pulse is not None else ThreadPulse()
         self._log = logger
-        self._stop = threading.Event()
+        self._requests = threading.Condition()
+        self._requested = False
+        self._run_id = 0
+        self._run_for: int | None = None
+        self._halted = False
+        self._busy = False
+        self._saving = False
         self._thread: threading.Thread | None = None
+        self._save_lock = threading.Lock()
+        self._saved_epoch = latest.get().epoch if latest.trained else None
         self._losses_lock = threading.Lock()
-        #: Epoch losses of this process's runs, for STATUS, the demo and loss_settled().
-        self.losses: list[float] = []
+        #: The latest epoch losses of this process (at most LOSS_HISTORY), for STATUS, the
+        #: demo and loss_settled().
+        self.losses: deque[float] = deque(maxlen=LOSS_HISTORY)
+        #: The first epoch loss of this process (the history forgets it).
+        self.first_loss: float | None = None
         #: The current (or last) run: its first epoch and its losses (the last RUN_HISTORY).
         self._run_first_epoch = 0
         self._run_losses: list[float] = []
         #: Runs started in this process; odar status and plot tell runs apart by it.
         self.runs = 0
 
+    # -- requests (any thread; never block) -------------------------------------------------
+
+    @property
+    def save_every_seconds(self) -> float:
+        return self.schedule.save_every_seconds
+
+    @property
+    def max_epochs(self) -> int | None:
+        return self.schedule.max_epochs
+
+    @property
+    def stop_when_settled(self) -> bool:
+        return self.schedule.stop_when_settled
+
+    def reschedule(self, schedule: Schedule) -> None:
+        """Apply a reloaded configuration: one reference swapped, read once per epoch."""
+        self.schedule = schedule
+
+    @property
+    def requested(self) -> bool:
+        """A run has been asked for and not stopped."""
+        with self._requests:
+            return self._requested
+
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Training, or finishing a run (the step under way, the save): not idle."""
+        with self._requests:
+            return self._requested or self._busy
 
     @property
-    def last_loss(self) -> float | None:
-        with self._losses_lock:
-            return self.losses[-1] if self.losses else None
+    def saving(self) -> bool:
+        """A save is being written (shutdown extends its time limit meanwhile)."""
+        return self._saving
 
-    def start(self) -> None:
-        if self.running:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="odar-trainer", daemon=True)
-        self._thread.start()
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Stop after the step under way and save; returns once saved."""
-        self._stop.set()
+    def launch(self) -> None:
+        """Start the trainer thread (idle until :meth:`start`)."""
+        with self._requests:
+            if self._thread is not None:
+                return
+            if self._spawn is not None:
+                self._thread = self._spawn(self.serve, "odar-trainer")
+            else:
+                self._thread = threading.Thread(
+                    target=self._serve_logged, name="odar-trainer", daemon=True
+                )
+                self._thread.start()
+
+    def start(self, run: int | None = None) -> None:
+        """Ask for a run (a new one: the samples are loaded again). Asking again for the run
+        *run* (the controls' run id) already going does nothing."""
+        self.launch()
+        with self._requests:
+            if self._halted or (self._requested and run is not None and run == self._run_for):
+                return
+            self._requested = True
+            self._run_for = run
+            self._run_id += 1
+            self._requests.notify_all()
+
+    def stop(self) -> None:
+        """Ask the run to end after the step under way; the trainer thread saves."""
+        with self._requests:
+            self._requested = False
+            self._requests.notify_all()
+
+    def halt(self) -> None:
+        """End the thread: a run under way stops and saves first."""
+        with self._requests:
+            self._halted = True
+            self._requested = False
+            self._requests.notify_all()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Until no run is asked for or finishing (True), or *timeout* real seconds."""
+        with self._requests:
+            return self._requests.wait_for(
+                lambda: not (self._requested or self._busy), timeout
+            )
+
+    def join(self, timeout: float | None = None) -> None:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -141,27 +244,84 @@ class Trainer:
     def recent_losses(self, count: int) -> tuple[float, ...]:
         """The last *count* epoch losses of this process's runs, oldest first."""
         with self._losses_lock:
-            return tuple(self.losses[-count:])
+            return tuple(self.losses)[-count:]
 
-    def loss_settled(self, span: int = 20, tolerance: float = 0.02) -> bool:
+    def loss_settled(self, span: int = SETTLED_SPAN, tolerance: float = 0.02) -> bool:
         """See :func:`loss_settled`; over this process's epochs."""
         with self._losses_lock:
             losses = list(self.losses)
         return loss_settled(losses, span, tolerance)
 
-    def save(self) -> bool:
-        """Write the current parameters; a failure is logged and training carries on."""
-        try:
-            self._param_store.save(self._latest.get())
-        except StateWriteError as error:
-            self._log.error("saving the head failed, the previous file stays: %s", error)
-            return False
-        return True
+    @property
+    def last_loss(self) -> float | None:
+        with self._losses_lock:
+            return self.losses[-1] if self.losses else None
 
-    def _run(self) -> None:
+    @property
+    def unsaved(self) -> bool:
+        """The head has epochs the file does not."""
+        return self._latest.trained and self._latest.get().epoch != self._saved_epoch
+
+    def save(self) -> bool:
+        """Write the current parameters; a failure is logged and training carries on. Saves
+        never overlap (a lock), and each writes the newest head."""
+        with self._save_lock:
+            self._saving = True
+            try:
+                state = self._latest.get()
+                self._param_store.save(state)
+            except StateWriteError as error:
+                self._log.error("saving the head failed, the previous file stays: %s", error)
+                return False
+            finally:
+                self._saving = False
+            self._saved_epoch = state.epoch
+            return True
+
+    # -- the trainer thread -----------------------------------------------------------------
+
+    def _serve_logged(self) -> None:
+        try:
+            self.serve()
+        except Exception:
+            self._log.exception("the trainer thread failed")
+            raise
+
+    def serve(self) -> None:
+        """The trainer thread's body: wait for a request, train, save; until halted."""
+        while True:
+            self._pulse.beat()
+            with self._requests, self._pulse.waiting():
+                self._requests.wait_for(
+                    lambda: self._requested or self._halted, IDLE_BEAT_SECONDS
+                )
+                if self._halted:
+                    return
+                if not self._requested:
+                    continue
+                run_id = self._run_id
+                self._busy = True
+            try:
+                finished = self._train(run_id)
+            finally:
+                with self._requests:
+                    self._busy = False
+                    self._requests.notify_all()
+            if finished:
+                self._on_finished()
+
+    def _wanted(self, run_id: int) -> bool:
+        with self._requests:
+            return self._requested and self._run_id == run_id and not self._halted
+
+    def _train(self, run_id: int) -> bool:
+        """One run: epochs until stopped (False) or until it ends by itself (True: max_epochs, or
+        the loss settled); then a save."""
         data = self._samples.load(windows=False)  # features only: no raw windows in memory
-        features = np.asarray(data.features, np.float32)
+        # A copy: a view would keep every loaded record alive while training.
+        features = np.array(data.features, np.float32)
         onehot = np.eye(self._head.num_classes, dtype=np.float32)[np.asarray(data.labels)]
+        del data
         state = self._latest.get()
         params, optimizer, epoch = dict(state.params), dict(state.optimizer), state.epoch
         if not optimizer:
@@ -183,34 +343,42 @@ class Trainer:
             self._run_first_epoch = epoch + 1
             self._run_losses = []
         try:
-            while not self._stop.is_set():
-                loss, params, optimizer = self._epoch(features, onehot, params, optimizer)
+            while self._wanted(run_id):
+                stepped = self._epoch(features, onehot, params, optimizer, run_id)
+                if stepped is None:
+                    break  # stopped mid-epoch: the last whole epoch stays published
+                loss, params, optimizer = stepped
                 epoch += 1
                 self._latest.set(HeadState(params, optimizer, epoch))
                 with self._losses_lock:
                     self.losses.append(loss)
+                    if self.first_loss is None:
+                        self.first_loss = loss
                     self._run_losses.append(loss)
                     if len(self._run_losses) > 2 * RUN_HISTORY:
                         dropped = len(self._run_losses) - RUN_HISTORY
                         del self._run_losses[:dropped]
                         self._run_first_epoch += dropped
                 self._report(epoch, loss, len(features))
-                if self._clock.monotonic() - last_save >= self.save_every_seconds:
+                schedule = self.schedule
+                if self._clock.monotonic() - last_save >= schedule.save_every_seconds:
                     self.save()
                     last_save = self._clock.monotonic()
                 run_losses = [*run_losses[-2 * SETTLED_SPAN + 1 :], loss]
-                if self.max_epochs is not None and epoch >= self.max_epochs:
+                if schedule.max_epochs is not None and epoch >= schedule.max_epochs:
                     self.finish_reason = "max_epochs"
-                elif self.stop_when_settled and loss_settled(run_losses, SETTLED_SPAN):
+                elif schedule.stop_when_settled and loss_settled(run_losses, SETTLED_SPAN):
                     self.finish_reason = "loss settled"
                 if self.finish_reason is not None:
+                    with self._requests:
+                        if self._run_id == run_id:
+                            self._requested = False
                     finished = True
                     break
         finally:
             self.save()
             log_event(self._log, f"training stopped at epoch {epoch}", mode="train", epoch=epoch)
-        if finished:
-            self._on_finished()
+        return finished
 
     def _epoch(
         self,
@@ -218,11 +386,16 @@ class Trainer:
         onehot: np.ndarray,
         params: dict[str, np.ndarray],
         optimizer: dict[str, np.ndarray],
-    ) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        run_id: int,
+    ) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+        """One epoch, or None if the run was stopped before its end."""
         order = self._rng.permutation(len(features))
         batch = self._head.batch_size
         total = 0.0
         for begin in range(0, len(order), batch):
+            self._pulse.beat()
+            if not self._wanted(run_id):
+                return None
             rows = order[begin : begin + batch]
             loss, params, optimizer = self._head.train_step(
                 params, optimizer, features[rows], onehot[rows]

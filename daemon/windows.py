@@ -56,9 +56,12 @@ class WindowCutter:
         self._fetch_max = max(ring.capacity // 2, 1)
         self.restart(ring.oldest_seq if start_seq is None else start_seq)
 
-    def restart(self, seq: int | None = None) -> None:
-        """Forget buffered samples and cut from ``seq`` (default: the next sample written)."""
+    def restart(self, seq: int | None = None, not_before: float | None = None) -> None:
+        """Forget buffered samples and cut from ``seq`` (default: the next sample written),
+        skipping samples taken before the time ``not_before``: samples still in the sensor's
+        FIFO at a press reach the ring after it, with their own (earlier) times."""
         self._next_seq = self.ring.write_seq if seq is None else seq
+        self._not_before = not_before
         self._clear_run()
 
     def poll(self) -> Window | None:
@@ -127,7 +130,17 @@ class WindowCutter:
             self._next_seq = piece.start_seq
             self._clear_run()
         self._next_seq = piece.start_seq + count
-        self._extend(piece.samples[:count], piece.timestamps[:count])
+        samples, times = piece.samples[:count], piece.timestamps[:count]
+        if self._not_before is not None:
+            later = np.flatnonzero(times >= self._not_before)
+            skip = int(later[0]) if later.size else count
+            samples, times = samples[skip:], times[skip:]
+            # Nothing is kept before the first sample at or after the time: the run is empty.
+            self._raw_first_seq = piece.start_seq + skip
+            if later.size:
+                self._not_before = None
+        if len(times):
+            self._extend(samples, times)
         return True
 
     def _extend(self, samples: np.ndarray, times: np.ndarray) -> None:

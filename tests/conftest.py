@@ -269,6 +269,7 @@ def build_daemon(config_path: Path, **options: Any) -> tuple[Any, Any]:
 
     config = load_config(config_path)
     world = EmulatedWearable.open(config, config_path.parent)
+    options.setdefault("probe", world.thread_faults)
     return world, Daemon(config, world.wearable, config_path=config_path, **options)
 
 

@@ -71,3 +71,22 @@ def test_a_failed_write_drops_the_window_logs_and_keeps_the_store(store, tmp_pat
     assert str(store.path) in errors[0]
     assert collector.collect(window_at(3.0, 0.5), np.zeros(FEATURES), 1)
     assert store.counts() == (1, 1)
+
+
+def test_collect_lines_are_rate_limited_and_say_how_many_were_not_shown(store, caplog):
+    from odar.drivers.emulated.clock import VirtualClock
+    from odar.journal import RateLimiter
+
+    caplog.set_level(logging.INFO, logger="odar.collector")
+    clock = VirtualClock()
+    collector = Collector(store, CLASSES, limiter=RateLimiter(1.0, clock))
+    for index in range(5):
+        assert collector.collect(window_at(float(index), 0.0), np.zeros(FEATURES), 0)
+    clock.advance(1.0)
+    assert collector.collect(window_at(5.0, 0.0), np.zeros(FEATURES), 1)
+    assert store.counts() == (5, 1)  # every window stored, two lines logged
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "collected Class A: 1 Class A, 0 Class B",
+        "collected Class B: 5 Class A, 1 Class B (4 windows not shown)",
+    ]

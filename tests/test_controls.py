@@ -17,7 +17,9 @@ from odar.controls import (
     Controls,
     EventKind,
     Mode,
+    Position,
     Refusal,
+    Run,
     decode_controls_state,
     load_controls_state,
 )
@@ -249,3 +251,48 @@ def test_random_state_files_give_only_our_error_or_a_valid_selection(data):
     except StateError:
         return
     assert isinstance(mode, Mode) and 0 <= class_index < 3
+
+
+def test_snapshot_is_one_moment_and_every_start_is_a_new_run_at_the_press_position():
+    positions = iter([Position(10, 1.0), Position(25, 2.5), Position(40, 4.0), Position(55, 5.5)])
+    controls = make(position=lambda: next(positions))
+    before = controls.snapshot()
+    assert (before.mode, before.class_index, before.running, before.run) == (
+        Mode.COLLECT,
+        0,
+        False,
+        None,
+    )
+    started = controls.press_start_stop()
+    first = controls.snapshot().run
+    assert started.run_id == first.id and first.going
+    assert (first.mode, first.class_index, first.start) == (Mode.COLLECT, 0, Position(10, 1.0))
+    controls.press_start_stop()
+    stopped = controls.snapshot()
+    assert not stopped.running and stopped.run.stop == Position(25, 2.5)
+    assert stopped.run.id == first.id and not stopped.run.going
+    controls.press_class()
+    controls.press_start_stop()
+    second = controls.snapshot().run
+    assert second.id != first.id and second.class_index == 1 and second.start.seq == 40
+    # A mode press ends the run where it happened; the run keeps the mode it ran in.
+    controls.press_mode()
+    ended = controls.snapshot()
+    assert ended.mode is Mode.TRAIN and ended.run.mode is Mode.COLLECT
+    assert ended.run.stop == Position(55, 5.5)
+    # The snapshot taken before is untouched: immutable, replaced whole.
+    assert before.run is None and stopped.run.class_index == 0
+
+
+@pytest.mark.parametrize(
+    ("t_start", "t_end", "stop", "owned"),
+    [
+        (2.0, 6.0, None, True),
+        (1.999, 6.0, None, False),  # begins before the start press
+        (2.0, 6.0, 6.5, True),
+        (2.0, 6.5, 6.5, False),  # ends at the stop press
+    ],
+)
+def test_a_run_owns_only_windows_wholly_between_its_presses(t_start, t_end, stop, owned):
+    run = Run(1, Mode.COLLECT, 0, Position(0, 2.0), None if stop is None else Position(0, stop))
+    assert run.owns(t_start, t_end) is owned

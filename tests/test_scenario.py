@@ -209,3 +209,27 @@ def test_cancel_ends_a_long_wait(tmp_path, rig):
     player.cancel()
     assert player.finished.wait(30.0)
     assert clock.monotonic() < 1e9
+
+
+def test_hang_and_fail_steps_reach_the_daemons_probe(tmp_path):
+    from odar.harness.scenario import InjectedFault, ThreadFaults
+
+    scenario = load_scenario(
+        write_scenario(tmp_path, {"steps": [{"hang": "windows"}, {"fail": "sensor"}]})
+    )
+    assert [(s.kind, s.value) for s in scenario.steps] == [
+        ("hang", "odar-windows"),
+        ("fail", "odar-sensor"),
+    ]
+    probe = ThreadFaults()
+    probe("odar-sensor")  # nothing asked for: returns
+    probe.fail("odar-sensor")
+    with pytest.raises(InjectedFault, match="odar-sensor"):
+        probe("odar-sensor")
+    probe("odar-sensor")  # once
+
+
+def test_hang_names_a_daemon_thread(tmp_path):
+    wrong = r"hang: 'trainer' is not one of \['sensor', 'windows'\]"
+    with pytest.raises(ScenarioError, match=wrong):
+        load_scenario(write_scenario(tmp_path, {"steps": [{"hang": "trainer"}]}))

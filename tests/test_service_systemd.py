@@ -10,7 +10,8 @@ also run alone (``-k``) and still set up what it needs:
     restarted  `kill -9` of the main process, systemd's restart resumes training
     stopped    `systemctl stop` in the middle of that training
 
-The watchdog and bad-config tests start the service afresh with their own scenario or config.
+The watchdog, failure and bad-config tests start the service afresh with their own scenario or
+config; a hung or failing daemon thread comes from the scenario through the daemon's probe.
 Virtual time runs at SPEED times real time, so minutes of wearing and training take seconds.
 Real-time limits below only turn a hang into a failure; nothing asserts how long anything took.
 """
@@ -518,6 +519,54 @@ def test_stalled_sensor_loop_ends_in_a_watchdog_restart(ns: SystemdNamespace) ->
     assert "Fatal Python error: Aborted" in stalled_log
     assert "drivers/emulated/bus.py" in stalled_log  # the transaction that hangs
     assert "in _sensor_loop" in stalled_log
+
+
+def _restart_after(ns: SystemdNamespace, scenario: str, what: str) -> tuple[int, int, str, str]:
+    """Start with *scenario*, wait for systemd's restart of it (on the idle wearer); return
+    (the first pid, the restarted pid, what the manager logged, what the first pid logged)."""
+    _stop_and_reset(ns)
+    ns.write_file(CONFIG, _config(scenario))
+    ns.systemctl("start", SERVICE)
+    first = _state(ns)
+    first_pid, restarts = int(first["MainPID"]), int(first["NRestarts"])
+    ns.write_file(CONFIG, _config("systemd-idle"))
+
+    def restarted_pid() -> int | None:
+        state = _state(ns)
+        pid = int(state["MainPID"])
+        fresh = pid not in (0, first_pid) and int(state["NRestarts"]) == restarts + 1
+        return pid if fresh and state["SubState"] == "running" else None
+
+    new_pid = ns.wait_for(restarted_pid, RESTART_LIMIT, what=what)
+    manager = _systemd_says(ns)
+    first_log = _messages(ns, f"_PID={first_pid}")
+    ns.systemctl("stop", SERVICE)
+    return first_pid, new_pid, manager, first_log
+
+
+def test_a_hung_window_thread_ends_in_a_watchdog_restart(ns: SystemdNamespace) -> None:
+    hung_pid, new_pid, manager, hung_log = _restart_after(
+        ns, "systemd-hang", "the watchdog's restart of a hung window thread"
+    )
+    assert new_pid != hung_pid
+    assert "Watchdog timeout" in manager
+    assert "status=6/ABRT" in manager
+    assert "scenario: the daemon's odar-windows thread hangs" in hung_log
+    # The sensor kept streaming: the main thread stopped pinging because of the window thread.
+    assert "no progress from odar-windows" in hung_log
+    assert "Fatal Python error: Aborted" in hung_log
+    assert "in _window_loop" in hung_log
+
+
+def test_a_failed_window_thread_exits_70_and_is_restarted(ns: SystemdNamespace) -> None:
+    failed_pid, new_pid, manager, _ = _restart_after(
+        ns, "systemd-fail", "the restart after exit 70"
+    )
+    assert new_pid != failed_pid
+    assert "status=70/SOFTWARE" in manager
+    errors = _messages(ns, f"_PID={failed_pid}", "-p", "err")
+    assert "the odar-windows thread failed, stopping for a restart" in errors
+    assert "Traceback" in errors and "InjectedFault" in errors  # through logging, at -p err
 
 
 def test_bad_config_exits_78_without_a_restart_loop(ns: SystemdNamespace) -> None:

@@ -14,7 +14,7 @@ from odar.engine import Engine
 from odar.journal import RateLimiter
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore, StoreLayout
-from odar.trainer import LatestHead, Trainer, loss_settled
+from odar.trainer import LOSS_HISTORY, LatestHead, Trainer, loss_settled
 
 PER_CLASS = 12
 
@@ -78,8 +78,8 @@ def test_epochs_lower_the_loss_and_stop_saves_what_inference_sees(engine, sample
     trainer.start()
     wait_until(lambda: latest.get().epoch >= 20, "20 epochs")
     assert trainer.running and latest.trained
-    trainer.stop()
-    assert not trainer.running
+    trainer.stop()  # a request: returns at once
+    assert trainer.wait_idle(30.0) and not trainer.running
     state = latest.get()
     assert len(trainer.losses) == state.epoch
     assert trainer.losses[-1] < 0.5 * trainer.losses[0]
@@ -143,7 +143,8 @@ def test_parameters_are_saved_every_save_every_seconds_of_clock_time(engine, sam
         assert trainer.running
         assert param_store.load().epoch >= 3
     finally:
-        trainer.stop()
+        trainer.halt()
+        trainer.join(30.0)
 
 
 def test_a_failed_save_is_logged_and_training_carries_on(engine, samples, tmp_path, caplog):
@@ -197,7 +198,8 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
     wait_until(lambda: latest.get().epoch >= 5, "5 epochs")
     clock.advance(1.0)
     wait_until(lambda: latest.get().epoch >= 10, "5 more epochs")
-    trainer.stop()
+    trainer.halt()
+    trainer.join(30.0)
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert epochs[0].startswith("epoch 1: loss ")
     assert len(epochs) == 2 and "epochs not shown)" in epochs[1]
@@ -233,3 +235,44 @@ def test_training_loads_features_only_never_the_raw_windows(engine, samples, par
     wait_until(lambda: not trainer.running, "two epochs")
     assert loaded and all(result.windows is None for result in loaded)
     assert len(loaded[0]) == len(samples)
+
+
+def test_stop_is_a_request_and_saves_never_overlap(engine, samples, param_store):
+    latest = fresh_head(engine)
+    trainer = make_trainer(engine, samples, latest, param_store)
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    real_save = param_store.save
+    release = threading.Event()
+
+    def watched_save(state):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        release.wait(0.01)
+        real_save(state)
+        with lock:
+            inside[0] -= 1
+
+    param_store.save = watched_save
+    trainer.start()
+    wait_until(lambda: latest.get().epoch >= 2, "2 epochs")
+    savers = [threading.Thread(target=trainer.save) for _ in range(8)]
+    for saver in savers:
+        saver.start()
+    trainer.stop()  # returns at once; the trainer thread saves as the run ends
+    for saver in savers:
+        saver.join()
+    assert trainer.wait_idle(30.0)
+    assert most[0] == 1
+    assert param_store.load().epoch == latest.get().epoch
+    trainer.halt()
+    trainer.join(30.0)
+    assert not trainer.alive
+
+
+def test_the_loss_history_is_bounded(engine, samples, param_store):
+    trainer = make_trainer(engine, samples, fresh_head(engine), param_store)
+    trainer.losses.extend(float(n) for n in range(10 * LOSS_HISTORY))
+    assert len(trainer.losses) == LOSS_HISTORY
+    assert trainer.last_loss == 10 * LOSS_HISTORY - 1

@@ -194,3 +194,27 @@ def test_the_next_window_end_is_the_last_raw_sample_of_the_next_window(decimatio
             assert window.seq + 20 * decimation - 1 == expected
             expected = cutter.next_window_end_seq()
     assert expected > first - 1  # the next window is not in the ring yet
+
+
+def test_restart_at_a_press_skips_samples_taken_before_it() -> None:
+    # Samples 30..34 were still in the sensor's FIFO at the press (time of sample 35): they
+    # reach the ring after it, numbered after the press's write sequence, yet come before it.
+    ring = RingBuffer(100)
+    ring.append(block(0, 30))
+    cutter = WindowCutter(ring, window=10, hop=10)
+    cutter.restart(ring.write_seq, not_before=35 * PERIOD)
+    ring.append(block(30, 20))
+    window = cutter.poll()
+    assert window is not None and window.seq == 35 and window.t_start >= 35 * PERIOD
+    np.testing.assert_array_equal(window.samples[:, 0], np.arange(35, 45))
+    assert cutter.poll() is None
+
+
+def test_restart_at_a_press_with_decimation_counts_blocks_from_the_first_sample_kept() -> None:
+    ring = RingBuffer(100)
+    cutter = WindowCutter(ring, window=4, hop=4, decimation=2)
+    cutter.restart(0, not_before=3 * PERIOD)
+    ring.append(block(0, 20))
+    window = cutter.poll()
+    assert window is not None and window.seq == 3
+    np.testing.assert_allclose(window.samples[:, 0], [3.5, 5.5, 7.5, 9.5])

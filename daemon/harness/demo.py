@@ -123,7 +123,7 @@ def _recorded_wearer(text: str, about: dict[str, Any]) -> Callable[[Scenario], S
 
 
 def summarise(daemon: Daemon, recorder: DemoRecorder, wall_seconds: float) -> dict[str, Any]:
-    losses = daemon.trainer.losses
+    first_loss, last_loss = daemon.trainer.first_loss, daemon.trainer.last_loss
     counts = daemon.samples.counts()
     windows = dict(recorder.windows)
     pulses = {activity: recorder.pulses.get(activity, 0) for activity in windows}
@@ -134,14 +134,15 @@ def summarise(daemon: Daemon, recorder: DemoRecorder, wall_seconds: float) -> di
             name: int(n) for name, n in zip(daemon.class_names, counts, strict=True)
         },
         "epochs": daemon.latest.get().epoch,
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
+        "first_loss": first_loss,
+        "last_loss": last_loss,
         "inference_windows": windows,
         "motor_pulses": pulses,
         "pulse_rate": rates,
         "meets_targets": bool(
-            losses
-            and losses[-1] < 0.5 * losses[0]
+            first_loss is not None
+            and last_loss is not None
+            and last_loss < 0.5 * first_loss
             and rates.get("walking", 0.0) >= WALKING_PULSE_TARGET
             and rates.get("sitting", 1.0) <= SITTING_PULSE_LIMIT
         ),

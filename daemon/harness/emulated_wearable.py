@@ -25,6 +25,7 @@ from odar.harness.scenario import (
     Scenario,
     ScenarioPlayer,
     SwitchableMotion,
+    ThreadFaults,
     load_scenario,
     resolve_scenario,
 )
@@ -44,6 +45,8 @@ class EmulatedWearable:
     scenario: Scenario
     pin_factory: MockFactory
     config: Config
+    #: The daemon's probe: hangs or fails its threads when the scenario says so.
+    thread_faults: ThreadFaults = dataclasses.field(default_factory=ThreadFaults)
 
     @classmethod
     def open(
@@ -98,6 +101,8 @@ class EmulatedWearable:
             Faults(
                 disconnect=lambda seconds: self.sensor.disconnect(seconds),
                 stall=lambda seconds: self.sensor.bus.inject_stall(seconds),
+                hang=self.thread_faults.hang,
+                fail=self.thread_faults.fail,
             ),
         )
 
@@ -114,4 +119,6 @@ class EmulatedWearable:
 def run_emulated(config: Config, config_path: Path) -> int:
     """``odar run`` on the emulated wearable."""
     world = EmulatedWearable.open(config, config_path.resolve().parent)
-    return world.run(Daemon(config, world.wearable, config_path=config_path))
+    return world.run(
+        Daemon(config, world.wearable, config_path=config_path, probe=world.thread_faults)
+    )

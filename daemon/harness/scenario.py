@@ -13,6 +13,8 @@ A scenario file (YAML) is a wearer and a list of steps, run in virtual time::
       - wait: 20                   # virtual seconds
       - disconnect: 2              # the sensor's wire comes loose for 2 s
       - stall: 600                 # the I2C bus hangs for 600 s (the watchdog's business)
+      - hang: windows              # the daemon's window thread hangs (sensor, windows)
+      - fail: windows              # the daemon's window thread raises (sensor, windows)
       - end: stop                  # stop the daemon (demo); `idle` keeps it running
 
 Presses go through the real gpiozero buttons on the MockFactory's pins, so the daemon cannot
@@ -42,6 +44,8 @@ from odar.service import Status
 _log = logging.getLogger(__name__)
 
 BUTTONS = ("mode", "class", "start")
+#: Daemon threads a scenario may hang or fail (through the daemon's probe), by step value.
+THREADS = {"sensor": "odar-sensor", "windows": "odar-windows"}
 ENDINGS = ("stop", "idle")
 #: How long a scripted finger holds a button down (virtual seconds).
 PRESS_SECONDS = 0.1
@@ -136,12 +140,17 @@ def _step(path: Path, index: int, raw: object) -> Step:
         return Step(kind, float(value))
     if kind == "until":
         return _until(where, value)
+    if kind in ("hang", "fail"):
+        if value not in THREADS:
+            raise ScenarioError(f"{where}: {kind}: {value!r} is not one of {list(THREADS)}")
+        return Step(kind, THREADS[value])
     if kind == "end":
         if value not in ENDINGS:
             raise ScenarioError(f"{where}: end: {value!r} is not one of {ENDINGS}")
         return Step(kind, value)
     raise ScenarioError(
-        f"{where}: unknown step {kind!r} (activity, press, wait, until, disconnect, stall, end)"
+        f"{where}: unknown step {kind!r} "
+        "(activity, press, wait, until, disconnect, stall, hang, fail, end)"
     )
 
 
@@ -230,6 +239,40 @@ class DaemonView(Protocol):
 class Faults:
     disconnect: Callable[[float], None]
     stall: Callable[[float], None]
+    #: Make the named daemon thread hang, or raise, at its next loop turn.
+    hang: Callable[[str], None] = lambda thread: None
+    fail: Callable[[str], None] = lambda thread: None
+
+
+class ThreadFaults:
+    """The daemon's probe (:data:`odar.service.Probe`): a named thread that a scenario hung
+    blocks at its next turn for good, one it failed raises :class:`InjectedFault`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._hung: set[str] = set()
+        self._failed: set[str] = set()
+
+    def hang(self, thread: str) -> None:
+        with self._lock:
+            self._hung.add(thread)
+
+    def fail(self, thread: str) -> None:
+        with self._lock:
+            self._failed.add(thread)
+
+    def __call__(self, thread: str) -> None:
+        with self._lock:
+            hung, failed = thread in self._hung, thread in self._failed
+            self._failed.discard(thread)
+        if failed:
+            raise InjectedFault(f"the scenario failed {thread}")
+        if hung:
+            threading.Event().wait()  # for good: only the watchdog ends this
+
+
+class InjectedFault(RuntimeError):
+    """What a scenario's ``fail:`` step raises in a daemon thread."""
 
 
 class ScenarioPlayer:
@@ -309,6 +352,12 @@ class ScenarioPlayer:
         elif step.kind == "stall":
             self._log.info("scenario: the I2C bus stalls for %.1f s", step.value)
             self._faults.stall(step.value)
+        elif step.kind == "hang":
+            self._log.info("scenario: the daemon's %s thread hangs", step.value)
+            self._faults.hang(step.value)
+        elif step.kind == "fail":
+            self._log.info("scenario: the daemon's %s thread raises", step.value)
+            self._faults.fail(step.value)
         elif step.kind == "until":
             self._until(step)
         elif step.kind == "end" and step.value == "stop":
