@@ -6,6 +6,7 @@ The vocabulary is short ticks and long dashes:
 * mode: a dash then the mode's number in ticks (Collect 1, Train 2, Infer 3)
 * started: two dashes; stopped: one very long buzz
 * refused: a rapid rattle, unlike anything else
+* no sensor: two rattles (any button, while the IMU is missing)
 * detection: one pulse of the configured length
 
 A :class:`Pattern` iterates as ``(on_seconds, off_seconds)`` steps, which is what
@@ -64,6 +65,7 @@ MODE_NUMBER = {Mode.COLLECT: 1, Mode.TRAIN: 2, Mode.INFER: 3}
 STARTED = Pattern("started", ((DASH, GAP), (DASH, GAP)))
 STOPPED = Pattern("stopped", ((LONG_BUZZ, GAP),))
 REFUSED = Pattern("refused", tuple((RATTLE, RATTLE) for _ in range(RATTLE_PULSES)))
+NO_SENSOR = Pattern("no sensor", REFUSED.then(REFUSED).steps)
 
 
 def mode_pattern(mode: Mode) -> Pattern:

@@ -29,13 +29,14 @@ from odar.detector import Detection, Detector
 from odar.drivers.mpu6050 import nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, StateWriteError
-from odar.haptics import detection_pattern, pattern_for
+from odar.haptics import NO_SENSOR, detection_pattern, pattern_for
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_store import SampleStore, StoreLayout
 from odar.scenario import Faults, ScenarioPlayer
+from odar.sensor_presence import SensorPresence
 from odar.signals import SignalRequests
 from odar.trainer import LatestHead, Trainer
 from odar.wearable import Wearable, open_wearable
@@ -154,6 +155,7 @@ class Daemon:
         )
         self.wearable = open_wearable(config, self.config_dir)
         clock = self.wearable.clock
+        self.sensor = SensorPresence(self.wearable.sensor, config.sensor.settings, clock)
         self.trainer = Trainer(
             head,
             self.samples,
@@ -186,9 +188,9 @@ class Daemon:
             decimation=self.decimation,
         )
         self.wearable.buttons.bind(
-            lambda: self._handle(self.controls.press_mode()),
-            lambda: self._handle(self.controls.press_class()),
-            lambda: self._handle(self.controls.press_start_stop()),
+            lambda: self._press(self.controls.press_mode),
+            lambda: self._press(self.controls.press_class),
+            lambda: self._press(self.controls.press_start_stop),
         )
 
     def _check_trigger_class(self, config: Config) -> None:
@@ -199,6 +201,16 @@ class Daemon:
             )
 
     # ------------------------------------------------------------------ events
+
+    def _press(self, press: Callable[[], Event]) -> None:
+        if self.sensor.missing is not None:
+            # Without data no mode can do anything: say so on the wrist instead.
+            self.wearable.motor.play(NO_SENSOR)
+            if self.wearable.led is not None:
+                self.wearable.led.play(NO_SENSOR)
+            log_event(_log, "button press ignored: there is no sensor yet", logging.WARNING)
+            return
+        self._handle(press())
 
     def _handle(self, event: Event) -> None:
         pattern = pattern_for(event)
@@ -237,7 +249,7 @@ class Daemon:
     # ------------------------------------------------------------------ threads
 
     def _sensor_loop(self) -> None:
-        sensor = self.wearable.sensor
+        sensor = self.sensor
         clock = self.wearable.clock
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
@@ -314,7 +326,8 @@ class Daemon:
         counts = ", ".join(
             f"{name} {n}" for name, n in zip(self.class_names, self.samples.counts(), strict=True)
         )
-        text = (
+        problem = self.sensor.problem
+        text = (f"{problem}; " if problem else "") + (
             f"{controls.mode.value} {'running' if controls.running else 'stopped'}, "
             f"class {self.class_names[controls.class_index]}; samples: {counts}; "
             f"epoch {self.latest.get().epoch}"
@@ -365,7 +378,7 @@ class Daemon:
     def _run(self) -> int:
         try:
             self._build()
-            self.wearable.sensor.start()
+            self.sensor.start()
         except BaseException:
             self._close()
             raise
@@ -395,7 +408,7 @@ class Daemon:
 
     def _wait_for_first_data(self) -> bool:
         deadline = time.monotonic() + FIRST_DATA_TIMEOUT
-        while self.ring.write_seq == 0:
+        while self.ring.write_seq == 0 and self.sensor.missing is None:
             if self.signals.stop_requested:
                 return False
             if time.monotonic() > deadline:

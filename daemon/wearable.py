@@ -8,7 +8,6 @@ MockFactory, with a scripted wearer (see :mod:`odar.scenario`). The daemon canno
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +17,8 @@ from odar.config import Config
 from odar.drivers.clock import Clock, SystemClock
 from odar.drivers.gpio import StatusLed, VibrationMotor, WearableButtons
 from odar.drivers.mpu6050 import MPU6050
-from odar.errors import SensorNotFoundError
 from odar.scenario import Scenario, SwitchableMotion, load_scenario, resolve_scenario
+from odar.sensor_presence import LateI2CBus
 from odar.sensor_rig import EmulatedSensor
 
 _log = logging.getLogger(__name__)
@@ -74,22 +73,8 @@ def open_wearable(config: Config, config_dir: Path) -> Wearable:
 
 
 def _open_real(config: Config) -> Wearable:
-    import smbus2
-
-    settings = config.sensor.settings
-    device = f"/dev/i2c-{settings.bus}"
-    try:
-        bus = smbus2.SMBus(settings.bus)
-    except FileNotFoundError:
-        raise SensorNotFoundError(
-            errno.ENOENT,
-            f"{device} does not exist: enable I2C (raspi-config nonint do_i2c 0, or "
-            "dtparam=i2c_arm=on in config.txt) and check sensor.bus",
-        ) from None
-    except PermissionError:
-        raise SensorNotFoundError(
-            errno.EACCES, f"{device}: permission denied: the service user needs group i2c"
-        ) from None
+    # Opened at first use: a missing /dev/i2c-N is the sensor's problem, reported and retried.
+    bus = LateI2CBus(config.sensor.settings.bus)
     clock = SystemClock()
     return _assemble(config, bus, clock, pin_factory=None, speed=1.0)
 
