@@ -135,13 +135,6 @@ EOF
 LABEL=RASPIROOT / ext4 defaults,noatime 0 1
 LABEL=RASPIFIRM /boot/firmware vfat defaults,umask=0022 0 2
 EOF
-    # The fsck hook cannot probe the root device in a chroot; without this the initramfs has
-    # no fsck and the root would never be checked at boot.
-    echo FSTYPE=ext4 >"$root/etc/initramfs-tools/conf.d/fstype"
-    # MODULES=most takes 8.5 min under qemu-user and makes a 30 MB initrd; the list (SD on
-    # Pi 3 / Zero 2 W, SD on Pi 4, ext4, and virtio for QEMU's virt machine) takes 35 s.
-    sed -i 's/^MODULES=.*/MODULES=list/' "$root/etc/initramfs-tools/initramfs.conf"
-    printf '%s\n' bcm2835 sdhci-iproc ext4 virtio_blk virtio_pci >>"$root/etc/initramfs-tools/modules"
     echo odar >"$root/etc/hostname"
     printf '127.0.0.1\tlocalhost\n127.0.1.1\todar\n::1\tlocalhost ip6-localhost ip6-loopback\n' \
         >"$root/etc/hosts"
@@ -165,6 +158,18 @@ EOF
         "$root/etc/systemd/system/"
 }
 
+# After initramfs-tools is installed, before the one initramfs build.
+write_initramfs_config() {
+    local root=$1
+    # The fsck hook cannot probe the root device in a chroot; without this the initramfs has
+    # no fsck and the root would never be checked at boot.
+    echo FSTYPE=ext4 >"$root/etc/initramfs-tools/conf.d/fstype"
+    # MODULES=most takes 8.5 min under qemu-user and makes a 30 MB initrd; the list (SD on
+    # Pi 3 / Zero 2 W, SD on Pi 4, ext4, and virtio for QEMU's virt machine) takes 35 s.
+    sed -i 's/^MODULES=.*/MODULES=list/' "$root/etc/initramfs-tools/initramfs.conf"
+    printf '%s\n' bcm2835 sdhci-iproc ext4 virtio_blk virtio_pci >>"$root/etc/initramfs-tools/modules"
+}
+
 build_system_root() {
     local target=$1 partial kver
     partial=$(mktemp -d "$cache/image-system.partial-XXXXXX")
@@ -182,6 +187,7 @@ build_system_root() {
         --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
     rm "$partial/usr/sbin/update-initramfs"
     in_root "$partial" dpkg-divert --local --rename --remove /usr/sbin/update-initramfs >/dev/null
+    write_initramfs_config "$partial"
     kver=$(ls "$partial/lib/modules")
     say "building the initramfs for $kver (MODULES=list)"
     in_root "$partial" update-initramfs -c -k "$kver" >/dev/null
@@ -274,7 +280,7 @@ fi
 system_key=$(
     {
         echo "$SUITE $MIRROR $BASE_PACKAGES ${SYSTEM_PACKAGES[*]}"
-        declare -f write_system_config build_system_root
+        declare -f write_system_config write_initramfs_config build_system_root
         cat "$checkout/image/odar-firstboot" "$checkout"/image/*.service
     } | key_of
 )

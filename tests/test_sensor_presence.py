@@ -7,6 +7,7 @@ a WHO_AM_I that is no MPU-6050 (the wrong chip), or no /dev/i2c-N at all (I2C of
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
@@ -154,7 +155,7 @@ def test_the_daemon_without_its_chip_is_ready_says_why_and_starts_reading_when_i
     # The watchdog heard from the daemon while it waited for the chip.
     pings = [t for t in notifier.times_of("WATCHDOG") if started <= t <= found_at]
     assert len(pings) >= 2
-    assert max(b - a for a, b in zip([started, *pings], [*pings, found_at])) < 5.0
+    assert max(b - a for a, b in itertools.pairwise([started, *pings, found_at])) < 5.0
     assert not daemon.sensor.problem
     assert running.stop() == 0
 
