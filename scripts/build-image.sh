@@ -7,6 +7,7 @@
 # with sfdisk.
 #
 #   sudo scripts/build-image.sh [--out DIR]     (default DIR: ./build/image)
+#   scripts/build-image.sh --keys               print the cache keys of steps 2 and 3 and exit
 #
 # Output in DIR: odar-pi-arm64.img (write it with Raspberry Pi Imager or dd), its .sha256, and
 # odar-pi-arm64.inputs.txt (everything that went in: Debian package versions, odar's commit
@@ -39,8 +40,10 @@ SYSTEM_PACKAGES=(systemd-sysv udev kmod e2fsprogs fdisk initramfs-tools zstd lin
 IMAGE_MIB=2048
 BOOT_MIB=256
 
+print_keys=no
 while (($#)); do
     case $1 in
+    --keys) print_keys=yes ;;
     --out)
         out=${2:?--out needs a directory}
         shift
@@ -62,7 +65,7 @@ die() {
     printf 'build-image: error: %s\n' "$*" >&2
     exit 1
 }
-[ "$(id -u)" = 0 ] || die "run as root (debootstrap and chroot need it)"
+[ "$print_keys" = yes ] || [ "$(id -u)" = 0 ] || die "run as root (debootstrap and chroot need it)"
 for tool in debootstrap unshare chroot mkfs.vfat mcopy mkfs.ext4 sfdisk update-binfmts; do
     command -v "$tool" >/dev/null || die "$tool is missing: scripts/setup-test-tools.sh installs it"
 done
@@ -153,9 +156,6 @@ Name=wlan*
 [Network]
 DHCP=yes
 EOF
-    install -m 0755 "$checkout/image/odar-firstboot" "$root/usr/local/sbin/odar-firstboot"
-    install -m 0644 "$checkout/image/odar-growroot.service" "$checkout/image/odar-setup.service" \
-        "$root/etc/systemd/system/"
 }
 
 # After initramfs-tools is installed, before the one initramfs build.
@@ -183,8 +183,10 @@ build_system_root() {
     ln -s /bin/true "$partial/usr/sbin/update-initramfs"
     say "installing the kernel, raspi-firmware and the system packages (qemu-user)"
     in_root "$partial" apt-get update -qq
+    # --force-confold: keep the /etc/default/raspi-firmware written above.
     in_root "$partial" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-        --no-install-recommends "${SYSTEM_PACKAGES[@]}" >/dev/null
+        -o Dpkg::Options::=--force-confold --no-install-recommends "${SYSTEM_PACKAGES[@]}" \
+        >/dev/null
     rm "$partial/usr/sbin/update-initramfs"
     in_root "$partial" dpkg-divert --local --rename --remove /usr/sbin/update-initramfs >/dev/null
     write_initramfs_config "$partial"
@@ -195,9 +197,11 @@ build_system_root() {
     # SSH stays off (and without host keys, which would be the same on every card) until
     # odar-setup.txt gives a key; the first boot makes keys then.
     in_root "$partial" systemctl disable ssh.service ssh.socket >/dev/null 2>&1 || true
+    # Wi-Fi is wpa_supplicant@wlan0 (odar-setup.txt); the D-Bus one would fail without D-Bus.
+    in_root "$partial" systemctl disable wpa_supplicant.service >/dev/null 2>&1
     rm -f "$partial"/etc/ssh/ssh_host_*
     in_root "$partial" systemctl enable systemd-networkd.service systemd-resolved.service \
-        odar-growroot.service odar-setup.service >/dev/null 2>&1
+        >/dev/null 2>&1
     # No root password (login only by SSH key), a machine id made at the first boot.
     in_root "$partial" passwd --lock root >/dev/null
     : >"$partial/etc/machine-id"
@@ -220,6 +224,11 @@ build_odar_root() {
     cp /etc/resolv.conf "$root/etc/resolv.conf"
     [ -f /etc/ssl/certs/ca-certificates.crt ] &&
         cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+    # The first boot: grow the root, apply odar-setup.txt (image/).
+    install -m 0755 "$checkout/image/odar-firstboot" "$root/usr/local/sbin/odar-firstboot"
+    install -m 0644 "$checkout/image/odar-growroot.service" "$checkout/image/odar-setup.service" \
+        "$root/etc/systemd/system/"
+    in_root "$root" systemctl enable odar-growroot.service odar-setup.service >/dev/null 2>&1
     say "running scripts/install.sh in the image's root (pip under qemu-user)"
     in_root "$root" /bin/bash /mnt/odar-src/scripts/install.sh --source /mnt/odar-src \
         >"$partial/install.log" 2>&1 || {
@@ -245,7 +254,7 @@ odar_inputs_key() {
     (
         cd "$checkout"
         find pyproject.toml README.md daemon drivers artifacts etc/odar.yaml etc/odar.service \
-            scripts/install.sh docs/operations.md image/odar-setup.txt -type f \
+            scripts/install.sh docs/operations.md image -type f \
             ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum
     )
 }
@@ -270,27 +279,12 @@ assemble_image() {
 
 # ---- main ----------------------------------------------------------------------------------
 
-ensure_binfmt
-if [ -x "$BASE_ROOT/usr/bin/python3" ]; then
-    say "debootstrapped root: cached ($BASE_ROOT)"
-else
-    build_base_root
-fi
-
 system_key=$(
     {
         echo "$SUITE $MIRROR $BASE_PACKAGES ${SYSTEM_PACKAGES[*]}"
         declare -f write_system_config write_initramfs_config build_system_root
-        cat "$checkout/image/odar-firstboot" "$checkout"/image/*.service
     } | key_of
 )
-system_root=$cache/image-system-$system_key
-if [ -d "$system_root" ]; then
-    say "system root: cached ($system_root)"
-else
-    build_system_root "$system_root"
-fi
-
 odar_key=$(
     {
         echo "$system_key"
@@ -298,6 +292,24 @@ odar_key=$(
         odar_inputs_key
     } | key_of
 )
+if [ "$print_keys" = yes ]; then
+    echo "system $system_key"
+    echo "odar $odar_key"
+    exit 0
+fi
+
+ensure_binfmt
+if [ -x "$BASE_ROOT/usr/bin/python3" ]; then
+    say "debootstrapped root: cached ($BASE_ROOT)"
+else
+    build_base_root
+fi
+system_root=$cache/image-system-$system_key
+if [ -d "$system_root" ]; then
+    say "system root: cached ($system_root)"
+else
+    build_system_root "$system_root"
+fi
 odar_tree=$cache/image-odar-$odar_key
 if [ -d "$odar_tree" ]; then
     say "root with odar: cached ($odar_tree)"
