@@ -222,8 +222,11 @@ build_odar_root() {
     mkdir -p "$root/mnt/odar-src"
     rm -f "$root/etc/resolv.conf"
     cp /etc/resolv.conf "$root/etc/resolv.conf"
-    [ -f /etc/ssl/certs/ca-certificates.crt ] &&
-        cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
+    # pip inside reaches PyPI with the host's CAs (a proxy's among them); the image's own
+    # bundle is put back afterwards (regenerating it under qemu-user takes minutes).
+    local bundle=$root/etc/ssl/certs/ca-certificates.crt
+    cp -a "$bundle" "$partial/ca-certificates.crt.image"
+    [ -f /etc/ssl/certs/ca-certificates.crt ] && cp /etc/ssl/certs/ca-certificates.crt "$bundle"
     # The first boot: grow the root, apply odar-setup.txt (image/).
     install -m 0755 "$checkout/image/odar-firstboot" "$root/usr/local/sbin/odar-firstboot"
     install -m 0644 "$checkout/image/odar-growroot.service" "$checkout/image/odar-setup.service" \
@@ -240,7 +243,7 @@ build_odar_root() {
     in_root "$root" dpkg-query -W -f '${Package}=${Version}\n' >"$partial/packages.txt"
     rmdir "$root/mnt/odar-src"
     rm -rf "$root/root/.cache" "$root/etc/resolv.conf"
-    in_root "$root" update-ca-certificates --fresh >/dev/null 2>&1 || true
+    mv "$partial/ca-certificates.crt.image" "$bundle"
     ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
     # The FAT partition's contents live apart: mkfs.ext4 -d takes the root as it is.
     mv "$root/boot/firmware" "$partial/bootfs"
