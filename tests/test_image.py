@@ -227,7 +227,10 @@ def _boot(card: dict[str, Path | str], log: Path) -> Console:
         "-kernel", str(card["kernel"]), "-initrd", str(card["initrd"]), "-dtb", str(card["dtb"]),
         "-drive", f"file={card['card']},if=sd,format=raw",
         # QEMU has no VideoCore: its staging driver oopses without one (only here, not on a Pi).
-        "-append", f"{card['cmdline']} modprobe.blacklist=vchiq",
+        # On a busy 2-core host the emulated udev coldplug can take longer than systemd's 90 s
+        # wait for the FAT partition (seen here at load 20): give the devices 10 minutes.
+        "-append", f"{card['cmdline']} modprobe.blacklist=vchiq "
+        "systemd.default_device_timeout_sec=600",
         "-display", "none", "-monitor", "none", "-serial", "null", "-serial", "stdio",
         "-no-reboot",
     ]  # fmt: skip
