@@ -228,9 +228,10 @@ def _boot(card: dict[str, Path | str], log: Path) -> Console:
         "-drive", f"file={card['card']},if=sd,format=raw",
         # QEMU has no VideoCore: its staging driver oopses without one (only here, not on a Pi).
         # On a busy 2-core host the emulated udev coldplug can take longer than systemd's 90 s
-        # wait for the FAT partition (seen here at load 20): give the devices 10 minutes.
+        # wait for the FAT partition (seen here at load 20): give jobs 10 minutes (systemd 252 has
+        # no separate device timeout; DefaultDeviceTimeoutSec= came in 254).
         "-append", f"{card['cmdline']} modprobe.blacklist=vchiq "
-        "systemd.default_device_timeout_sec=600",
+        "systemd.default_timeout_start_sec=600",
         "-display", "none", "-monitor", "none", "-serial", "null", "-serial", "stdio",
         "-no-reboot",
     ]  # fmt: skip
