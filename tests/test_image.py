@@ -211,8 +211,20 @@ def _test_card(image: Path, work: Path) -> dict[str, Path | str]:
     # Test only: root logs in on the serial console by itself.
     (work / "autologin.conf").write_text(AUTOLOGIN)
     dropin = "/etc/systemd/system/serial-getty@.service.d"
+    # Test only, for a busy host: the emulated udev coldplug has outlasted systemd's 90 s wait
+    # for the FAT partition and the console (seen at load 20); wait 10 minutes for them.
+    fstab = subprocess.run(["debugfs", "-R", "cat /etc/fstab", f"{card}?offset={ROOT_OFFSET}"],
+                           capture_output=True, text=True, check=True).stdout  # fmt: skip
+    (work / "fstab").write_text(
+        fstab.replace("umask=0022", "umask=0022,x-systemd.device-timeout=10min")
+    )
+    console_dropin = "/etc/systemd/system/dev-ttyS1.device.d"
+    (work / "device-timeout.conf").write_text("[Unit]\nJobRunningTimeoutSec=10min\n")
     (work / "debugfs.cmds").write_text(
         f"mkdir {dropin}\nwrite {work / 'autologin.conf'} {dropin}/autologin.conf\n"
+        f"rm /etc/fstab\nwrite {work / 'fstab'} /etc/fstab\n"
+        f"mkdir {console_dropin}\n"
+        f"write {work / 'device-timeout.conf'} {console_dropin}/timeout.conf\n"
     )
     subprocess.run(["debugfs", "-w", "-f", str(work / "debugfs.cmds"),
                     f"{card}?offset={ROOT_OFFSET}"], check=True, capture_output=True)  # fmt: skip
