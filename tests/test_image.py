@@ -254,6 +254,9 @@ def _login(console: Console, record: dict, key: str) -> None:
     started = time.monotonic()
     console.expect(r"Reached target.{0,40}Multi-User System", BOOT_LIMIT_S, "multi-user.target")
     record[f"{key}_multi_user_s"] = time.monotonic() - started
+    # The autologin shell may have come before multi-user (odar's start holds the target):
+    # an empty line asks for a fresh prompt.
+    console.send("")
     console.expect(r"root@[\w.-]+:~# ", 300, "the autologin shell")
     console.send("export TERM=dumb SYSTEMD_COLORS=0 SYSTEMD_PAGER= PAGER=cat; stty -echo")
     console.send("dmesg -n 1")  # kernel messages off the console: they would split the output
