@@ -190,8 +190,10 @@ install_i2c_clock_hook() {
 # Installed by odar's install.sh: I2C bus 1 at $bus_hz Hz in the Pi DTBs raspi-firmware copied.
 for dtb in /boot/firmware/bcm27*.dtb /boot/firmware/bcm28*.dtb; do
     [ -f "\$dtb" ] || continue
-    node=\$(fdtget "\$dtb" /aliases i2c1 2>/dev/null) || continue
-    fdtput -t u "\$dtb" "\$node" clock-frequency $bus_hz
+    # The header's bus 1 (BSC1) sits at bus address 0x7e804000 on every Pi; Debian's DTBs
+    # have no i2c1 alias to find it by.
+    fdtget "\$dtb" /soc/i2c@7e804000 compatible >/dev/null 2>&1 || continue
+    fdtput -t u "\$dtb" /soc/i2c@7e804000 clock-frequency $bus_hz
 done
 exit 0
 HOOK
