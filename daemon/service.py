@@ -35,6 +35,7 @@ from odar.engine import Engine
 from odar.errors import ConfigError, RootRefusedError, StateError, StateWriteError
 from odar.haptics import (
     FINISHED,
+    NO_SENSOR,
     REFUSED,
     SAMPLE_REMOVED,
     Pattern,
@@ -47,6 +48,7 @@ from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_requests import RequestBox
 from odar.sample_store import SampleStore, StoreLayout
+from odar.sensor_presence import SensorPresence
 from odar.sensor_reader import SensorReader
 from odar.signals import SignalRequests
 from odar.state_dir import StateDirectory
@@ -260,6 +262,8 @@ class Daemon:
                 state_path=state_dir / CONTROLS_FILE,
             )
             clock = wearable.clock
+            #: The sensor as the daemon reads it: missing (no chip, no /dev/i2c-N) is a state.
+            self.sensor = SensorPresence(wearable.sensor, config.sensor.settings, clock)
             self.trainer = Trainer(
                 head,
                 self.samples,
@@ -302,10 +306,10 @@ class Daemon:
                 self._samples_changed,
             )
             wearable.buttons.bind(
-                lambda: self._handle(self.controls.press_mode()),
-                lambda: self._handle(self.controls.press_class()),
-                lambda: self._handle(self.controls.press_start_stop()),
-                on_class_held=self._remove_last_sample,
+                lambda: self._press(self.controls.press_mode),
+                lambda: self._press(self.controls.press_class),
+                lambda: self._press(self.controls.press_start_stop),
+                on_class_held=lambda: self._press(self._remove_last_sample),
                 hold_seconds=config.pins.long_press_seconds,
             )
             undo_on_failure.pop_all()
@@ -350,6 +354,23 @@ class Daemon:
         self.wearable.motor.play(pattern)
         if self.wearable.led is not None:
             self.wearable.led.play(pattern)
+
+    def _press(self, press: Callable[[], Event | None]) -> None:
+        """A button: its action, or NO_SENSOR while there is no chip to read."""
+        if self.sensor.missing is not None:
+            # Without data no mode can do anything: say so on the wrist instead.
+            self._play(NO_SENSOR)
+            self.observer.played(NO_SENSOR)
+            log_event(
+                _log,
+                "button press ignored: there is no sensor yet",
+                logging.WARNING,
+                event="no_sensor",
+            )
+            return
+        event = press()
+        if event is not None:
+            self._handle(event)
 
     def _handle(self, event: Event) -> None:
         if event.kind is EventKind.STARTED and event.mode is Mode.COLLECT:
@@ -457,7 +478,9 @@ class Daemon:
     # ------------------------------------------------------------------ threads
 
     def _sensor_loop(self) -> None:
-        sensor = self.wearable.sensor
+        # Read through the presence: while the chip is missing it returns empty blocks at its
+        # own pace and looks for the chip; the driver's own recovery is "lost", not "missing".
+        sensor = self.sensor
         clock = self.wearable.clock
         watchdog_every = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
@@ -466,8 +489,8 @@ class Daemon:
 
         def after_read(block: SensorBlock) -> None:
             nonlocal next_ping, lost
-            if sensor.recovering != lost:
-                lost = sensor.recovering
+            if sensor.driver.recovering != lost:
+                lost = sensor.driver.recovering
                 self._sensor_lost_or_recovered(lost)
             if len(block) or block.gap:
                 self.observer.block_read(block)
@@ -580,7 +603,8 @@ class Daemon:
         counts = ", ".join(
             f"{name} {n}" for name, n in zip(self.class_names, status.counts, strict=True)
         )
-        text = (
+        problem = self.sensor.problem
+        text = (f"{problem}; " if problem else "") + (
             f"{status.mode.value} {'running' if status.running else 'stopped'}, "
             f"class {self.class_names[status.class_index]}; samples: {counts}; "
             f"epoch {status.epoch}"
@@ -641,7 +665,7 @@ class Daemon:
             version=__version__,
         )
         try:
-            self.wearable.sensor.start()
+            self.sensor.start()
         except BaseException:
             self._close()
             raise
@@ -671,7 +695,8 @@ class Daemon:
 
     def _wait_for_first_data(self) -> bool:
         deadline = time.monotonic() + FIRST_DATA_TIMEOUT
-        while self.ring.write_seq == 0:
+        # Without a chip there is nothing to wait for: READY, and the STATUS says what is missing.
+        while self.ring.write_seq == 0 and self.sensor.missing is None:
             if self.signals.stop_requested:
                 return False
             if time.monotonic() > deadline:
