@@ -8,6 +8,7 @@ The vocabulary is short ticks and long dashes:
 * refused: a rapid rattle, unlike anything else
 * finished (training ended by itself, head saved): three dashes then the long buzz
 * sample removed (long press of the class button): a long buzz then a tick
+* no sensor: two rattles (any button, while the IMU is missing)
 * detection: one pulse of the configured length
 
 A :class:`Pattern` iterates as ``(on_seconds, off_seconds)`` steps, which is what
@@ -68,6 +69,7 @@ STOPPED = Pattern("stopped", ((LONG_BUZZ, GAP),))
 FINISHED = Pattern("finished", ((DASH, GAP), (DASH, GAP), (DASH, PAUSE), (LONG_BUZZ, GAP)))
 SAMPLE_REMOVED = Pattern("sample removed", ((LONG_BUZZ, GAP), (TICK, GAP)))
 REFUSED = Pattern("refused", tuple((RATTLE, RATTLE) for _ in range(RATTLE_PULSES)))
+NO_SENSOR = Pattern("no sensor", REFUSED.then(REFUSED).steps)
 
 
 def mode_pattern(mode: Mode) -> Pattern:

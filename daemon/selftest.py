@@ -104,16 +104,23 @@ def sensor_part(config: Config) -> str:
 def run_real_selftest(
     config: Config, say: Callable[[str], None], button_timeout: float, skip_buttons: bool
 ) -> list[Check]:
+    from odar.sensor_presence import LateI2CBus
     from odar.wearable import open_real_wearable
 
+    bus = LateI2CBus(config.sensor.bus)
     try:
-        wearable = open_real_wearable(config)
+        # The daemon opens the bus late (no /dev/i2c-N is a state it reports); here a missing
+        # node is the first finding, before the pins.
+        bus.open()
+        wearable = open_real_wearable(config, bus)
     except OdarError as error:
+        bus.close()
         reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         check = Check(sensor_part(config), False, str(reason))
         say(check.line())
         return [check]
     except Exception as error:  # gpiozero's pin factory: no GPIO chip, pins busy
+        bus.close()
         check = Check("GPIO", False, f"cannot open the pins: {error}; is odar running?")
         say(check.line())
         return [check]

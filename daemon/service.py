@@ -39,6 +39,7 @@ from odar.engine import Engine
 from odar.errors import ConfigError, RootRefusedError, StateError, StateWriteError
 from odar.haptics import (
     FINISHED,
+    NO_SENSOR,
     REFUSED,
     SAMPLE_REMOVED,
     Pattern,
@@ -52,6 +53,7 @@ from odar.param_store import HeadState, ParamStore
 from odar.ring_buffer import RingBuffer
 from odar.sample_requests import RequestBox
 from odar.sample_store import SampleStore, StoreLayout
+from odar.sensor_presence import SensorPresence
 from odar.sensor_reader import SensorReader
 from odar.signals import SignalRequests
 from odar.state_dir import StateDirectory
@@ -290,6 +292,8 @@ class Daemon:
                 state_path=state_dir / CONTROLS_FILE,
                 position=self._position,
             )
+            #: The sensor as the daemon reads it: missing (no chip, no /dev/i2c-N) is a state.
+            self.sensor = SensorPresence(wearable.sensor, config.sensor.settings, clock)
             self.trainer = Trainer(
                 head,
                 self.samples,
@@ -338,7 +342,7 @@ class Daemon:
                 lambda: self._press(self.controls.press_mode),
                 lambda: self._press(self.controls.press_class),
                 lambda: self._press(self.controls.press_start_stop),
-                on_class_held=self._remove_last_sample,
+                on_class_held=lambda: self._press(self._remove_last_sample),
                 hold_seconds=config.pins.long_press_seconds,
             )
             undo_on_failure.pop_all()
@@ -388,10 +392,24 @@ class Daemon:
         seq = self.ring.write_seq
         return Position(seq, self.wearable.clock.monotonic())
 
-    def _press(self, press: Callable[[], Event]) -> None:
-        """A button's callback (gpiozero's thread): never blocks, never lets an error vanish."""
+    def _press(self, press: Callable[[], Event | None]) -> None:
+        """A button's callback (gpiozero's thread): its action, or NO_SENSOR while there is no
+        chip to read; never blocks, never lets an error vanish."""
         try:
-            self._handle(press())
+            if self.sensor.missing is not None:
+                # Without data no mode can do anything: say so on the wrist instead.
+                self._play(NO_SENSOR)
+                self.observer.played(NO_SENSOR)
+                log_event(
+                    _log,
+                    "button press ignored: there is no sensor yet",
+                    logging.WARNING,
+                    event="no_sensor",
+                )
+                return
+            event = press()
+            if event is not None:
+                self._handle(event)
         except Exception as error:
             self._failed("button handler", error)
 
@@ -509,7 +527,9 @@ class Daemon:
     # ------------------------------------------------------------------ threads
 
     def _sensor_loop(self) -> None:
-        sensor = self.wearable.sensor
+        # Read through the presence: while the chip is missing it returns empty blocks at its
+        # own pace and looks for the chip; the driver's own recovery is "lost", not "missing".
+        sensor = self.sensor
         clock = self.wearable.clock
         pulse = ThreadPulse(self.heartbeats, "odar-sensor")
         lost = False
@@ -517,8 +537,8 @@ class Daemon:
         def after_read(block: SensorBlock) -> None:
             nonlocal lost
             self._checkpoint("odar-sensor")
-            if sensor.recovering != lost:
-                lost = sensor.recovering
+            if sensor.driver.recovering != lost:
+                lost = sensor.driver.recovering
                 self._sensor_lost_or_recovered(lost)
             if len(block) or block.gap:
                 self.observer.block_read(block)
@@ -665,7 +685,8 @@ class Daemon:
         counts = ", ".join(
             f"{name} {n}" for name, n in zip(self.class_names, status.counts, strict=True)
         )
-        text = (
+        problem = self.sensor.problem
+        text = (f"{problem}; " if problem else "") + (
             f"{status.mode.value} {'running' if status.running else 'stopped'}, "
             f"class {self.class_names[status.class_index]}; samples: {counts}; "
             f"epoch {status.epoch}"
@@ -730,7 +751,7 @@ class Daemon:
             version=__version__,
         )
         try:
-            self.wearable.sensor.start()
+            self.sensor.start()
         except BaseException:
             self._close()
             raise
@@ -761,7 +782,8 @@ class Daemon:
 
     def _wait_for_first_data(self) -> bool:
         deadline = time.monotonic() + FIRST_DATA_TIMEOUT
-        while self.ring.write_seq == 0:
+        # Without a chip there is nothing to wait for: READY, and the STATUS says what is missing.
+        while self.ring.write_seq == 0 and self.sensor.missing is None:
             if self.signals.stop_requested:
                 return False
             if time.monotonic() > deadline:

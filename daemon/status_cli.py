@@ -129,4 +129,6 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         f"{sensor.get('overflows', '?')} FIFO overflows, {sensor.get('i2c_errors', '?')} I2C "
         "errors" + ("; NOT ANSWERING, retrying" if sensor.get("recovering") else "")
     )
+    if sensor.get("problem"):
+        lines.append(f"sensor now:  {sensor['problem']}")
     return "\n".join(lines)

@@ -108,6 +108,8 @@ class StatusReport:
                 "rate_hz": rate,
                 "configured_rate_hz": daemon.config.sensor.rate_hz,
                 "recovering": bool(getattr(sensor, "recovering", False)),
+                # What is wrong with the sensor now (no chip, not answering), or None.
+                "problem": daemon.sensor.problem,
                 **(
                     {
                         "samples": counters.samples,

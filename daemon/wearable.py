@@ -7,7 +7,6 @@ from the same devices by :mod:`odar.harness.emulated_wearable`; the daemon canno
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from odar.drivers.clock import Clock, SystemClock
 from odar.drivers.gpio import StatusLed, VibrationMotor, WearableButtons
 from odar.drivers.i2c_bus import I2CBus
 from odar.drivers.mpu6050 import MPU6050
-from odar.errors import SensorNotFoundError
+from odar.sensor_presence import LateI2CBus
 
 _log = logging.getLogger(__name__)
 
@@ -49,23 +48,11 @@ class Wearable:
             self.release()
 
 
-def open_real_wearable(config: Config) -> Wearable:
-    import smbus2
-
-    settings = config.sensor.settings
-    device = f"/dev/i2c-{settings.bus}"
-    try:
-        bus = smbus2.SMBus(settings.bus)
-    except FileNotFoundError:
-        raise SensorNotFoundError(
-            errno.ENOENT,
-            f"{device} does not exist: enable I2C (raspi-config nonint do_i2c 0, or "
-            "dtparam=i2c_arm=on in config.txt) and check sensor.bus",
-        ) from None
-    except PermissionError:
-        raise SensorNotFoundError(
-            errno.EACCES, f"{device}: permission denied: the service user needs group i2c"
-        ) from None
+def open_real_wearable(config: Config, bus: I2CBus | None = None) -> Wearable:
+    """The Pi's devices; *bus* defaults to ``sensor.bus``, opened at first use: a missing
+    /dev/i2c-N is the sensor's problem (:mod:`odar.sensor_presence`), reported and retried."""
+    if bus is None:
+        bus = LateI2CBus(config.sensor.settings.bus)
     clock = SystemClock()
     return assemble_wearable(config, bus, clock, pin_factory=None, speed=1.0)
 

@@ -12,6 +12,9 @@
 #   --source DIR   the odar checkout to install from (default: this script's checkout)
 #   --no-start     enable the unit but do not (re)start it (also implied without a running systemd)
 #   --skip-venv    do not build /opt/odar/venv (for tests of the other steps; the service will not run)
+#
+# Also used by scripts/build-image.sh, which runs it inside the SD image's root (a chroot): without
+# a running systemd nothing is started, only enabled.
 # Environment: PIP_INDEX_URL, PIP_FIND_LINKS, PIP_NO_INDEX, ... are passed to pip as usual.
 set -euo pipefail
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -155,6 +158,58 @@ bus_needs_fast_mode() {
         'BEGIN { exit !(rate > max || bus >= 400000) }'
 }
 
+# Debian's raspi-firmware package (not Raspberry Pi OS) regenerates config.txt on every kernel
+# or initramfs update; lines that must survive go into its -custom file as well.
+RASPI_FIRMWARE_DEFAULTS=/etc/default/raspi-firmware
+RASPI_FIRMWARE_CUSTOM=/etc/default/raspi-firmware-custom
+# Debian's device trees are the kernel's, without the __overrides__ the Pi firmware needs to
+# apply dtparam=i2c_arm_baudrate: this hook writes the rate into i2c1's node of each DTB after
+# raspi-firmware has copied them (initramfs and kernel updates both recopy them).
+I2C_CLOCK_HOOK_NAME=z60-odar-i2c-clock
+I2C_CLOCK_HOOK_DIRS=(/etc/initramfs/post-update.d /etc/kernel/postinst.d)
+
+set_boot_dtparam() {
+    local config_txt=$1 name=$2 value=$3
+    set_dtparam "$config_txt" "$name" "$value"
+    if [ -f "$RASPI_FIRMWARE_DEFAULTS" ]; then
+        touch "$RASPI_FIRMWARE_CUSTOM"
+        set_dtparam "$RASPI_FIRMWARE_CUSTOM" "$name" "$value"
+    fi
+}
+
+install_i2c_clock_hook() {
+    local bus_hz=$1 dir hook
+    command -v fdtput >/dev/null || {
+        say "installing device-tree-compiler (fdtput, for the I2C clock in Debian's DTBs)"
+        apt-get install -y -qq device-tree-compiler >/dev/null
+    }
+    for dir in "${I2C_CLOCK_HOOK_DIRS[@]}"; do
+        install -d "$dir"
+        hook=$dir/$I2C_CLOCK_HOOK_NAME
+        cat >"$hook.new" <<HOOK
+#!/bin/sh
+# Installed by odar's install.sh: I2C bus 1 at $bus_hz Hz in the Pi DTBs raspi-firmware copied.
+for dtb in /boot/firmware/bcm27*.dtb /boot/firmware/bcm28*.dtb; do
+    [ -f "\$dtb" ] || continue
+    # The header's bus 1 (BSC1) sits at bus address 0x7e804000 on every Pi; Debian's DTBs
+    # have no i2c1 alias to find it by.
+    fdtget "\$dtb" /soc/i2c@7e804000 compatible >/dev/null 2>&1 || continue
+    fdtput -t u "\$dtb" /soc/i2c@7e804000 clock-frequency $bus_hz
+done
+exit 0
+HOOK
+        chmod 0755 "$hook.new"
+        if cmp -s "$hook.new" "$hook"; then
+            rm -f "$hook.new"
+        else
+            mv "$hook.new" "$hook"
+            say "installed $hook (I2C bus 1 at $bus_hz Hz)"
+            reboot_needed=yes
+        fi
+    done
+    "${I2C_CLOCK_HOOK_DIRS[0]}/$I2C_CLOCK_HOOK_NAME"
+}
+
 enable_i2c() {
     local config_txt
     config_txt=$(config_txt_path)
@@ -162,7 +217,7 @@ enable_i2c() {
         raspi-config nonint do_i2c 0
         say "I2C enabled with raspi-config"
     elif [ -n "$config_txt" ]; then
-        set_dtparam "$config_txt" i2c_arm on
+        set_boot_dtparam "$config_txt" i2c_arm on
         touch /etc/modules
         grep -qxF i2c-dev /etc/modules || {
             echo i2c-dev >>/etc/modules
@@ -174,9 +229,24 @@ enable_i2c() {
     fi
     [ -n "$config_txt" ] || return
     if bus_needs_fast_mode; then
-        set_dtparam "$config_txt" i2c_arm_baudrate 400000
+        set_boot_dtparam "$config_txt" i2c_arm_baudrate 400000
+        [ -f "$RASPI_FIRMWARE_DEFAULTS" ] && install_i2c_clock_hook 400000
     fi
     systemd_running && modprobe i2c-dev 2>/dev/null || true
+}
+
+# Raspberry Pi OS gives /dev/gpiochip* to group gpio; Debian leaves them root:root 0600.
+GPIO_UDEV_RULE=/etc/udev/rules.d/60-odar-gpiochip.rules
+
+ensure_gpio_access() {
+    if grep -rqsE 'SUBSYSTEM=="gpio".*GROUP="gpio"' /lib/udev/rules.d /usr/lib/udev/rules.d \
+        /etc/udev/rules.d; then
+        return
+    fi
+    install -d "$(dirname "$GPIO_UDEV_RULE")"
+    echo 'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"' >"$GPIO_UDEV_RULE"
+    say "installed $GPIO_UDEV_RULE (/dev/gpiochip* for group gpio)"
+    systemd_running && udevadm trigger --subsystem-match=gpio 2>/dev/null || true
 }
 
 # ---- the venv --------------------------------------------------------------------------
@@ -214,6 +284,12 @@ build_venv() {
         "$source_dir"/drivers "$build"/
     say "installing odar and its runtime into $VENV (pip)"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$build"
+    # gpiozero's pin library: Raspberry Pi OS ships python3-lgpio (seen through
+    # --system-site-packages); plain Debian has none, PyPI has wheels.
+    "$VENV/bin/python" -c 'import lgpio' 2>/dev/null || {
+        say "installing lgpio (gpiozero's /dev/gpiochip pin library) into $VENV"
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check lgpio
+    }
     "$VENV/bin/odar" --version >/dev/null || die "$VENV/bin/odar does not run"
 }
 
@@ -283,6 +359,7 @@ install_all() {
     ensure_user
     install_files
     enable_i2c
+    ensure_gpio_access
     if [ "$build_venv" = yes ]; then
         build_venv
     else
