@@ -634,6 +634,7 @@ class Daemon:
             self.controls.stop()
             self.trainer.stop()
             self._play(REFUSED)
+            self.observer.played(REFUSED)
             self.notifier.status(f"failed: {self._fatal}; stopping")
         self.signals.request_stop()
 

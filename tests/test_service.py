@@ -808,5 +808,5 @@ def test_shutdown_extends_systemds_limit_while_the_save_is_written(
     assert running.stop() == 0
     manager.close()
     assert "STOPPING=1" in manager.messages
-    saved = ParamStore(daemon.config.state_dir / PARAMS_FILE, daemon.engine.manifest_hash).load()
+    saved = daemon.param_store.load()
     assert saved is not None and saved.epoch == daemon.latest.get().epoch
