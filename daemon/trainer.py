@@ -54,6 +54,7 @@ def loss_settled(
 ) -> bool:
     """True once the mean loss of the last *span* epochs is within *tolerance* (relative) of
     the *span* before, or the loss is all but zero: when a person would stop training."""
+    losses = list(losses)  # a deque (the trainer's bounded history) cannot be sliced
     if losses and losses[-1] < 1e-3:
         return True
     if len(losses) < 2 * span:
