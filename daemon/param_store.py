@@ -127,6 +127,7 @@ def _decode_payload(payload: bytes, source: str) -> HeadState:
         EOFError,
         KeyError,
         NotImplementedError,
+        RuntimeError,  # zipfile: a member flagged as encrypted
         zipfile.BadZipFile,
         zlib.error,
     ) as error:

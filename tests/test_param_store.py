@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import logging
 import os
 
@@ -254,3 +255,19 @@ def test_a_symlinked_parameter_file_is_not_read_through_but_moved_aside(store, t
     assert other.exists() and not os.path.lexists(store.path)
     (aside,) = tmp_path.glob("head.params.bad-*")
     assert aside.is_symlink()
+
+
+def test_an_archive_flagged_as_encrypted_is_unreadable_state_not_a_crash() -> None:
+    # Found by test_fuzz: zipfile raises RuntimeError for a member whose encryption bit is set.
+    from odar.param_store import _decode_payload
+
+    buffer = io.BytesIO()
+    np.savez(buffer, epoch=np.int64(1))
+    data = bytearray(buffer.getvalue())
+    for signature, flags_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.find(signature)
+        while at != -1:
+            data[at + flags_at] |= 1  # bit 0 of the general purpose flags: encrypted
+            at = data.find(signature, at + 4)
+    with pytest.raises(StateError, match="unreadable arrays"):
+        _decode_payload(bytes(data), "head.params")
