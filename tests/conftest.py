@@ -72,6 +72,23 @@ def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return merged
 
 
+def write_bench_config(directory: Path, artifacts_dir: Path) -> Path:
+    """The config the bench tests run `odar bench ...` on: the emulated wearable (seed 7), a
+    0.5 s hop, the checkout's artifacts."""
+    config = directory / "odar.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "sensor": {"backend": "emulated", "emulated": {"seed": 7}},
+                "inference": {"hop_samples": 50},
+                "paths": {"artifacts_dir": str(artifacts_dir)},
+            }
+        ),
+        encoding="utf-8",
+    )
+    return config
+
+
 @dataclass
 class ConfigWriter:
     """Writes test configs (and their scenarios) into one directory."""

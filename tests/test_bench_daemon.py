@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, write_bench_config
 
 from odar.harness.bench.daemon import (
     DEFINITIONS,
@@ -27,17 +27,7 @@ SPEED = 20.0
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, artifacts_dir) -> dict:
     directory = tmp_path_factory.mktemp("bench")
-    config = directory / "odar.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "sensor": {"backend": "emulated", "emulated": {"seed": 7}},
-                "inference": {"hop_samples": 50},
-                "paths": {"artifacts_dir": str(artifacts_dir)},
-            }
-        ),
-        encoding="utf-8",
-    )
+    config = write_bench_config(directory, artifacts_dir)
     command = [
         sys.executable,
         "-m",

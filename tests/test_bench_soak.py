@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, write_bench_config
 
 from odar.harness.bench.soak import CountingStream, soak_scenario
 from odar.harness.scenario import load_scenario
@@ -19,17 +19,7 @@ from odar.harness.scenario import load_scenario
 @pytest.fixture(scope="module")
 def report(tmp_path_factory, artifacts_dir) -> dict:
     directory = tmp_path_factory.mktemp("soak")
-    config = directory / "odar.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "sensor": {"backend": "emulated", "emulated": {"seed": 7}},
-                "inference": {"hop_samples": 50},
-                "paths": {"artifacts_dir": str(artifacts_dir)},
-            }
-        ),
-        encoding="utf-8",
-    )
+    config = write_bench_config(directory, artifacts_dir)
     command = [
         sys.executable, "-m", "odar.cli", "bench", "soak", "--json", "--config", str(config),
         "--hours", "2", "--hour-seconds", "90", "--collect-seconds", "20",
