@@ -80,6 +80,8 @@ _CRC_FROM = 8
 _log = logging.getLogger(__name__)
 
 FeaturesFor = Callable[[np.ndarray], np.ndarray]
+#: Called as records are re-run through a new bottleneck: (records done, records in the file).
+RecomputeProgress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -278,10 +280,12 @@ class SampleStore:
         legacy_manifest_hash: str | None = None,
         wall_clock: Callable[[], float] = time.time,
         logger: logging.Logger = _log,
+        progress: RecomputeProgress | None = None,
     ) -> SampleStore:
         """Open the store at *path*: create it, migrate a schema-1 store, recompute features a
         different bottleneck made (with *features_for*, windows (n, 400, 6) -> features
-        (n, F)), or move a foreign or unusable one aside and begin anew.
+        (n, F)), or move a foreign or unusable one aside and begin anew. A recompute can take
+        minutes on a large store: *progress* hears of every chunk of records it finishes.
 
         *sync_every*: fsync after this many appended records (1: each; 0: leave it to the
         kernel). *legacy_manifest_hash*: the manifest hash a schema-1 store was bound to that
@@ -314,7 +318,7 @@ class SampleStore:
                 )
                 _create(path, layout)
             else:
-                _rewrite(path, found, layout, features_for, logger)
+                _rewrite(path, found, layout, features_for, logger, progress)
                 recomputed = True
         try:
             descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -759,18 +763,21 @@ def _rewrite(
     layout: StoreLayout,
     features_for: FeaturesFor,
     logger: logging.Logger,
+    progress: RecomputeProgress | None = None,
 ) -> None:
     """Re-run every stored window through the new bottleneck into a new file renamed over
     *path*; the old file stays whole until the rename."""
     old_dtype, new_dtype = found.record_dtype(), layout.record_dtype()
     size = old_dtype.itemsize
-    kept = 0
+    kept = done = 0
     with open_no_follow(path) as source, _NewFile(path) as new:
+        total = max(0, os.fstat(source.fileno()).st_size - DATA_START) // size
         header = layout.header_bytes()
         new.write(header + header)
         source.seek(DATA_START)
         while chunk := source.read(size * _CHUNK_RECORDS):
             records = np.frombuffer(chunk, dtype=old_dtype, count=len(chunk) // size)
+            done += len(records)
             good = [
                 index
                 for index in range(len(records))
@@ -778,6 +785,8 @@ def _rewrite(
                 and not int(records["flags"][index]) & FLAG_DELETED
             ]
             if not good:
+                if progress is not None:
+                    progress(done, total)
                 continue
             out = np.zeros(len(good), dtype=new_dtype)
             for name in ("label", "sample_id", "timestamp", "window"):
@@ -787,6 +796,8 @@ def _rewrite(
             )
             new.write(b"".join(_sealed(out[i : i + 1]) for i in range(len(good))))
             kept += len(good)
+            if progress is not None:
+                progress(done, total)
     logger.warning(
         "%s: the bottleneck changed (%s -> %s); features of %d samples recomputed from their "
         "windows",

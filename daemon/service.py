@@ -75,6 +75,12 @@ FIRST_DATA_TIMEOUT = 20.0
 STOP_BUDGET = 20.0
 #: Each EXTEND_TIMEOUT_USEC asks for this many more seconds while a save is written.
 SAVE_EXTENSION = 10.0
+#: While the stored windows are re-run through a new bottleneck before READY, each
+#: EXTEND_TIMEOUT_USEC asks for this many more seconds: TimeoutStartSec=90 is for a start that
+#: hangs, not for one working through a large store (minutes on a Pi Zero 2).
+RECOMPUTE_EXTENSION = 30.0
+#: Real seconds between two such extensions (and STATUS lines saying how far it got).
+RECOMPUTE_NOTE_EVERY = 2.0
 #: Real seconds the window thread waits for samples before it beats its heartbeat.
 WINDOW_WAIT = 0.2
 PARAMS_FILE = "head.params"
@@ -253,6 +259,7 @@ class Daemon:
                 layout,
                 features_for=self.engine.bottleneck.features_of,
                 legacy_manifest_hash=self.engine.manifest_hash,
+                progress=self._recompute_progress(),
             )
             undo_on_failure.callback(self.samples.close)
             self._bound_samples(config)
@@ -346,6 +353,25 @@ class Daemon:
                 hold_seconds=config.pins.long_press_seconds,
             )
             undo_on_failure.pop_all()
+
+    def _recompute_progress(self) -> Callable[[int, int], None]:
+        """What SampleStore.open tells of a recompute: systemd's start limit pushed on, and
+        STATUS says how far it got, at most every RECOMPUTE_NOTE_EVERY real seconds."""
+        next_note = 0.0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal next_note
+            now = time.monotonic()
+            if now < next_note and done < total:
+                return
+            next_note = now + RECOMPUTE_NOTE_EVERY
+            self.notifier.extend_timeout(RECOMPUTE_EXTENSION)
+            self.notifier.status(
+                f"starting: features of the stored samples recomputed with the new bottleneck, "
+                f"{done} of {total} records"
+            )
+
+        return progress
 
     def _check_trigger_class(self, config: Config) -> None:
         display_names(self.engine.manifest.classes, config.classes.names)

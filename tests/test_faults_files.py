@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +25,10 @@ from faults_support import artifact_facts, prefill_samples, trained_head
 from odar.controls import Mode
 from odar.errors import ArtifactError, OdarError
 from odar.manifest import ARTIFACT_NAMES, sha256_of
+from odar.notifier import SystemdNotifier
 from odar.param_store import ParamStore, encode_head_state
 from odar.sample_store import SampleStore, parse_header
-from odar.service import CONTROLS_FILE, PARAMS_FILE, SAMPLES_FILE
+from odar.service import CONTROLS_FILE, PARAMS_FILE, RECOMPUTE_EXTENSION, SAMPLES_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_START = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4
@@ -283,6 +285,37 @@ def test_a_new_bottleneck_recomputes_the_features_and_says_to_retrain(
     assert list(state.glob(f"{PARAMS_FILE}.bad-*")) and not list(
         state.glob(f"{SAMPLES_FILE}.bad-*")
     )
+    assert running.stop() == 0
+
+
+def test_a_recompute_at_start_extends_systemds_start_limit_and_says_so(
+    config_writer, start_daemon, artifacts_dir, short_socket_dir
+):
+    """Re-running a large store through a new bottleneck can outlast TimeoutStartSec: before
+    READY the daemon asks for more time (EXTEND_TIMEOUT_USEC) and STATUS says how far it got,
+    heard on a real datagram socket where systemd would listen."""
+    state = config_writer.directory / "state"
+    state.mkdir(parents=True)
+    facts = artifact_facts(artifacts_dir)
+    old = dataclasses.replace(facts, layout=facts.layout.with_bottleneck("0" * 64))
+    prefill_samples(state / SAMPLES_FILE, old, per_class=3)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(short_socket_dir / "notify"))
+    listener.settimeout(30)
+    try:
+        running = start_daemon(
+            notifier=SystemdNotifier(environ={"NOTIFY_SOCKET": str(short_socket_dir / "notify")})
+        )
+        heard: list[str] = []
+        while not heard or "READY=1" not in heard[-1]:
+            heard.append(listener.recv(65536).decode())
+    finally:
+        listener.close()
+    extension = f"EXTEND_TIMEOUT_USEC={int(RECOMPUTE_EXTENSION * 1e6)}"
+    assert extension in heard[:-1], heard
+    said = [m for m in heard if m.startswith("STATUS=starting: features")]
+    assert said and said[-1].endswith("6 of 6 records"), heard
+    assert running.daemon.samples.counts() == (3, 3)
     assert running.stop() == 0
 
 

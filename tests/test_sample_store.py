@@ -278,6 +278,21 @@ def double(windows: np.ndarray) -> np.ndarray:
     return 2.0 * windows.reshape(len(windows), -1)[:, :FEATURES]
 
 
+def test_a_recompute_tells_how_far_it_got_chunk_by_chunk(tmp_path):
+    """A large store takes minutes to re-run on a Pi: the caller hears of every chunk (the
+    daemon pushes systemd's start limit on with it), ending at every record in the file."""
+    path = tmp_path / "samples"
+    records = 600  # three chunks of 256, the last one short
+    fill(path, SMALL, [seed % 3 for seed in range(records)]).close()
+    heard: list[tuple[int, int]] = []
+    newer = StoreLayout("e" * 64, 3, FEATURES, (4, 6))
+    with SampleStore.open(
+        path, newer, features_for=double, progress=lambda *told: heard.append(told)
+    ) as store:
+        assert len(store) == records
+    assert heard == [(256, records), (512, records), (records, records)]
+
+
 def test_both_header_copies_lost_the_records_are_kept_and_their_features_recomputed(tmp_path):
     path = tmp_path / "samples"
     fill(path, SMALL, [0, 1, 2, 2]).close()
