@@ -358,6 +358,39 @@ def test_a_store_written_by_schema_1_migrates_without_loss(tmp_path, same_manife
 # ---------------------------------------------------------------------------- primitives
 
 
+@pytest.mark.parametrize("change", ["relabel", "delete"])
+def test_a_relabel_or_delete_cut_short_at_any_byte_loses_at_most_that_record(tmp_path, change):
+    """Delete and relabel rewrite a record's first bytes in place, inside one sector. If power
+    goes mid-write, whatever prefix reached the card leaves that record old, new or (its CRC
+    failing) dropped as damaged: never another record, never the store."""
+    path = tmp_path / "samples"
+    fill(path, SMALL, [0, 1, 2, 0, 1]).close()
+    before = path.read_bytes()
+    with SampleStore.open(path, SMALL) as store:
+        target = store.ids()[2]
+        if change == "relabel":
+            assert store.relabel([target], 0) == 1
+        else:
+            assert store.delete([target]) == 1
+    after = path.read_bytes()
+    differing = [i for i in range(len(before)) if before[i] != after[i]]
+    first, last = differing[0], differing[-1]
+    assert last - first < 16 and first // 512 == last // 512  # one write, one sector
+    outcomes = set()
+    for cut in range(first, last + 2):
+        path.write_bytes(after[:cut] + before[cut:])
+        with SampleStore.open(path, SMALL) as store:
+            others = [i for i in store.ids() if i != target]
+            assert len(others) == 4
+            labels = dict(zip(store.ids(), store.load(windows=False).labels.tolist(), strict=True))
+            if target not in labels:
+                outcomes.add("gone")
+            else:
+                outcomes.add("old" if labels[target] == 2 else "new")
+            assert [labels[i] for i in others] == [0, 1, 0, 1]
+    assert "old" in outcomes and ("new" in outcomes or "gone" in outcomes)
+
+
 def test_delete_relabel_and_export_survive_a_reopen(tmp_path):
     path = tmp_path / "samples"
     store = fill(path, SMALL, [0, 1, 2, 0, 1])
