@@ -10,6 +10,7 @@ turns a hang into a failure; no test asserts how long anything took).
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import tempfile
 import threading
@@ -152,7 +153,7 @@ def mock_factory() -> Iterator[Any]:
 
 def pulses_on(pin: Any) -> int:
     """How many times a mock output pin went high since its history was last cleared."""
-    return sum(1 for state in pin.states[1:] if state.state)
+    return sum(1 for state in itertools.islice(pin.states, 1, None) if state.state)
 
 
 class Watcher(Observer):

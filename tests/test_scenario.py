@@ -17,6 +17,7 @@ from odar.drivers.gpio import WearableButtons
 from odar.errors import ConfigError
 from odar.harness.data import SCENARIOS_DIR
 from odar.harness.scenario import (
+    MOTION_MEMORY,
     Faults,
     ScenarioError,
     ScenarioPlayer,
@@ -103,6 +104,22 @@ def test_switchable_motion_changes_activity_at_the_given_time():
     sitting = np.linalg.norm(readings[times < 10.0, :3], axis=1).std()
     walking = np.linalg.norm(readings[times >= 10.0, :3], axis=1).std()
     assert walking > 5 * sitting
+
+
+def test_switchable_motion_forgets_activities_long_over_and_keeps_the_recent_ones():
+    """Hours of a soak switch activity every minute: the motion keeps what a window or a bench
+    can still ask about (MOTION_MEMORY), not every activity since the start."""
+    motion = motion_of("sitting")
+    for minute in range(1, 500):
+        motion.switch(60.0 * minute, "walking" if minute % 2 else "sitting")
+    assert motion.remembered <= MOTION_MEMORY / 60.0 + 2
+    last = 60.0 * 499
+    assert motion.activity_at(last + 1.0) == "walking"
+    assert motion.activity_between(last - 60.0 + 1.0, last - 1.0) == "sitting"
+    assert motion.activity_between(last - MOTION_MEMORY + 61.0, last - MOTION_MEMORY + 119.0) == (
+        "walking" if (499 - MOTION_MEMORY / 60.0 + 1) % 2 else "sitting"
+    )
+    assert motion.read(np.array([last - 1.0, last + 1.0])).shape == (2, 6)
 
 
 class Probe:

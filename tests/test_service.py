@@ -31,6 +31,7 @@ from conftest import (
     pulses_on,
     wait_until,
 )
+from faults_support import artifact_facts
 
 from odar.config import load_config
 from odar.controls import Mode
@@ -39,6 +40,7 @@ from odar.errors import ConfigError
 from odar.haptics import REFUSED, STARTED, STOPPED, class_pattern, mode_pattern
 from odar.manifest import MANIFEST_NAME, load_manifest, sha256_of
 from odar.param_store import HeadState, ParamStore, encode_head_state
+from odar.sample_store import SampleStore
 from odar.service import CONTROLS_FILE, PARAMS_FILE, SAMPLES_FILE, Inferred
 
 EX_CONFIG = 78
@@ -502,9 +504,10 @@ def test_odar_run_speaks_sd_notify_reloads_on_sighup_and_saves_on_sigterm(
         assert "collect" in status and "Class A 0" in status and "Class B 0" in status
         manager.until("WATCHDOG=1")
         training = manager.until("STATUS=train running")
-        # A window that ended before a stop press still belongs to the run: one more may land.
+        # How many windows land after the batch depends on when the scenario's stop press
+        # comes (later on a busy machine); the STATUS must say what the store holds (below).
         counts = [int(n) for n in re.findall(r"Class [AB] (\d+)", training)]
-        assert len(counts) == 2 and all(batch <= n <= batch + 1 for n in counts), training
+        assert len(counts) == 2 and all(n >= batch for n in counts), training
 
         config_writer.write({"inference": {"threshold": 0.8}})
         process.send_signal(signal.SIGHUP)
@@ -521,6 +524,9 @@ def test_odar_run_speaks_sd_notify_reloads_on_sighup_and_saves_on_sigterm(
     assert process.returncode == 0, stderr
     assert "configuration reloaded" in stderr
     state_dir = path.parent / "state"
+    layout = artifact_facts(config_writer.artifacts_dir).layout
+    with SampleStore.open(state_dir / SAMPLES_FILE, layout) as store:
+        assert list(store.counts()) == counts
     saved = ParamStore(state_dir / PARAMS_FILE, manifest_hash_of(path)).load()
     assert isinstance(saved, HeadState) and saved.epoch >= 1
     last_epoch = max(

@@ -8,6 +8,7 @@ as on real hardware and cannot tell which it drives.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +33,19 @@ from odar.harness.scenario import (
 from odar.harness.sensor_rig import EmulatedSensor
 from odar.service import Daemon
 from odar.wearable import Wearable, assemble_wearable
+
+#: State changes each mock pin remembers. gpiozero's MockPin keeps every one (~90 bytes
+#: each): the motor's pulses over hours of a soak grow memory that real pins never use.
+PIN_HISTORY = 10_000
+
+
+class BoundedHistoryPin(MockPWMPin):
+    """gpiozero's MockPWMPin, remembering only its last :data:`PIN_HISTORY` state changes
+    (enough for any pattern a test asserts on)."""
+
+    def clear_states(self) -> None:
+        super().clear_states()
+        self.states = collections.deque(self.states, maxlen=PIN_HISTORY)
 
 
 @dataclass
@@ -76,7 +90,7 @@ class EmulatedWearable:
         clock = ScaledClock(emulated.speed)
         # Looked up on the module at call time, so a test can hand the wearable another chip.
         sensor = sensor_rig.build_emulated_sensor(config.sensor.settings, motion, clock)
-        factory = MockFactory(pin_class=MockPWMPin)
+        factory = MockFactory(pin_class=BoundedHistoryPin)
         wearable = assemble_wearable(config, sensor.bus, clock, factory, emulated.speed)
         wearable.release = factory.reset
         return cls(wearable, sensor, motion, scenario, factory, config)

@@ -183,6 +183,11 @@ def _until(where: str, value: object) -> Step:
     return Step("until", (condition, target), float(timeout))
 
 
+#: Virtual seconds of past activities a SwitchableMotion can still be asked about: far more
+#: than the chip's FIFO, a window or a bench's look back at the activity of a window.
+MOTION_MEMORY = 600.0
+
+
 class SwitchableMotion:
     """A MotionSource whose activity the scenario changes at given (virtual) times."""
 
@@ -201,6 +206,18 @@ class SwitchableMotion:
         with self._lock:
             self._starts.append(t)
             self._streams.append(self._stream(activity))
+            # Forget activities that ended over MOTION_MEMORY ago (~7 KB each; a soak
+            # switches 60 times an hour); the oldest one kept stands for all before it.
+            ended = int(np.searchsorted(self._starts, t - MOTION_MEMORY, side="right")) - 1
+            if ended > 0:
+                del self._starts[:ended], self._streams[:ended]
+                self._starts[0] = float("-inf")
+
+    @property
+    def remembered(self) -> int:
+        """How many activities (the current one included) are kept."""
+        with self._lock:
+            return len(self._streams)
 
     def activity_at(self, t: float) -> str:
         with self._lock:
