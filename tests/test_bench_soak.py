@@ -23,7 +23,7 @@ def report(tmp_path_factory, artifacts_dir) -> dict:
     command = [
         sys.executable, "-m", "odar.cli", "bench", "soak", "--json", "--config", str(config),
         "--hours", "2", "--hour-seconds", "90", "--collect-seconds", "20",
-        "--train-seconds", "10", "--speed", "20",
+        "--train-seconds", "10", "--speed", "10",
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
