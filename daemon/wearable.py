@@ -7,8 +7,12 @@ from the same devices by :mod:`odar.harness.emulated_wearable`; the daemon canno
 
 from __future__ import annotations
 
+import atexit
 import logging
-from collections.abc import Callable
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +57,34 @@ def open_real_wearable(config: Config, bus: I2CBus | None = None) -> Wearable:
     /dev/i2c-N is the sensor's problem (:mod:`odar.sensor_presence`), reported and retried."""
     if bus is None:
         bus = LateI2CBus(config.sensor.settings.bus)
+    ensure_lgpio_workdir()
     clock = SystemClock()
     return assemble_wearable(config, bus, clock, pin_factory=None, speed=1.0)
+
+
+def ensure_lgpio_workdir(
+    environ: MutableMapping[str, str] = os.environ,
+    writable: Callable[[str], bool] = lambda path: os.access(path, os.W_OK),
+) -> str | None:
+    """Give lgpio a directory it can write when its working directory is not one.
+
+    lgpio (gpiozero's pin library on Bookworm) makes a FIFO in ``$LG_WD``, else in the working
+    directory, and cannot open /dev/gpiochip0 without it. The unit sets ``LG_WD``; by hand,
+    ``runuser -u odar -- odar selftest`` from root's home would otherwise fail on the pins
+    instead of checking them. Returns the directory chosen, or None when none was needed.
+    """
+    if "LG_WD" in environ:
+        return None
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    if cwd and writable(cwd):
+        return None
+    workdir = tempfile.mkdtemp(prefix="odar-lgpio-")
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    environ["LG_WD"] = workdir
+    return workdir
 
 
 def assemble_wearable(

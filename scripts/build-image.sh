@@ -301,23 +301,35 @@ if [ "$print_keys" = yes ]; then
     exit 0
 fi
 
+# Each step's wall time, for the CI log (which step a fresh machine spends its time in).
+step_started=$(date +%s)
+step_took() {
+    local now
+    now=$(date +%s)
+    say "step $1 took $((now - step_started)) s"
+    step_started=$now
+}
+
 ensure_binfmt
 if [ -x "$BASE_ROOT/usr/bin/python3" ]; then
     say "debootstrapped root: cached ($BASE_ROOT)"
 else
     build_base_root
+    step_took "debootstrap"
 fi
 system_root=$cache/image-system-$system_key
 if [ -d "$system_root" ]; then
     say "system root: cached ($system_root)"
 else
     build_system_root "$system_root"
+    step_took "system (kernel, firmware, packages, initramfs)"
 fi
 odar_tree=$cache/image-odar-$odar_key
 if [ -d "$odar_tree" ]; then
     say "root with odar: cached ($odar_tree)"
 else
     build_odar_root "$system_root" "$odar_tree"
+    step_took "odar (install.sh)"
 fi
 # Older trees of either step are not needed any more.
 find "$cache" -maxdepth 1 \( -name 'image-system-*' ! -name "image-system-$system_key" -o \
@@ -328,6 +340,7 @@ image=$out/$NAME.img
 say "assembling $image"
 assemble_image "$odar_tree" "$image"
 (cd "$out" && sha256sum "$NAME.img" >"$NAME.img.sha256")
+step_took "image (mkfs, sfdisk, sha256)"
 
 commit=$(git -C "$checkout" rev-parse HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$checkout" status --porcelain 2>/dev/null | head -c1)

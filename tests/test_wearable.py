@@ -4,6 +4,8 @@ MockFactory) as on the real one, and clear errors when the sensor is not there."
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from conftest import pulses_on
@@ -12,7 +14,7 @@ from odar.config import load_config
 from odar.errors import SensorNotFoundError
 from odar.harness.emulated_wearable import EmulatedWearable
 from odar.harness.scenario import SwitchableMotion
-from odar.wearable import open_real_wearable
+from odar.wearable import ensure_lgpio_workdir, open_real_wearable
 
 STANDARD_GRAVITY = 9.80665
 
@@ -145,3 +147,15 @@ def test_the_daemon_with_a_wrong_chip_stays_up_and_releases_the_hardware_at_stop
     assert running.stop() == 0
     assert running.world.pin_factory.pins == {}  # buttons and motor released, reset
     assert not running.daemon.wearable.motor.playing
+
+
+def test_lgpio_gets_a_writable_workdir_only_when_the_working_directory_is_not_one():
+    environ: dict[str, str] = {}
+    workdir = ensure_lgpio_workdir(environ, writable=lambda path: False)
+    assert workdir is not None and environ["LG_WD"] == workdir
+    assert os.path.isdir(workdir) and os.access(workdir, os.W_OK)
+    os.rmdir(workdir)
+    assert ensure_lgpio_workdir({}, writable=lambda path: True) is None
+    unit_set = {"LG_WD": "/run/odar"}
+    assert ensure_lgpio_workdir(unit_set, writable=lambda path: False) is None
+    assert unit_set == {"LG_WD": "/run/odar"}
