@@ -40,7 +40,8 @@ SMOKE_SEED = 11
 def smoke_set(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke")
     argv = ["--smoke", "--out", str(out), "--num-classes", "3", "--optimizer", "sgd"]
-    assert build_artifacts.main([*argv, "--seed", str(SMOKE_SEED)]) == 0
+    kept = ["--save-pretrained", str(out / "pretrained")]
+    assert build_artifacts.main([*argv, "--seed", str(SMOKE_SEED), *kept]) == 0
     return out
 
 
@@ -180,3 +181,19 @@ def test_small_rotations_turn_by_at_most_the_jitter():
     np.testing.assert_allclose(rotations @ np.swapaxes(rotations, 1, 2), identity, atol=1e-9)
     angles = np.degrees(np.arccos(np.clip((np.trace(rotations, axis1=1, axis2=2) - 1) / 2, -1, 1)))
     assert angles.max() <= 15.0 + 1e-6 and angles.max() > 12.0
+
+
+def test_a_kept_base_is_exported_again_with_the_real_class_scores_at_their_gain(
+    smoke_set, tmp_path
+):
+    argv = ["--smoke", "--seed", str(SMOKE_SEED), "--out", str(tmp_path)]
+    again = [*argv, "--pretrained", str(smoke_set / "pretrained")]
+    assert build_artifacts.main([*again, "--class-scores", "real", "--class-score-gain", "3"]) == 0
+    manifest = load_manifest(tmp_path)
+    assert manifest.feature_size == load_manifest(smoke_set).feature_size + 6  # HAPT's six
+    assert "--save-pretrained" in manifest.raw["base"]["quality"]["pretrained_by"]
+    x, *_ = build_artifacts.pretraining_data(build_artifacts.parse_args(argv))
+    before = Bottleneck(load_manifest(smoke_set)).features_of(x[:50])
+    after = Bottleneck(manifest).features_of(x)
+    np.testing.assert_array_equal(after[:50, : before.shape[1]], before)  # the same base
+    np.testing.assert_allclose(after[:, -6:].std(axis=0), 3.0, rtol=1e-2)
