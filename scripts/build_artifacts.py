@@ -117,6 +117,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "how loudly the head hears them at its start",
     )
     p.add_argument(
+        "--real-activity-scores",
+        type=float,
+        default=5.0,
+        metavar="GAIN",
+        help="append a linear classifier of HAPT's six activities, fit on the base's features "
+        "of the real pretraining windows, its scores standardised and times GAIN (default 5; "
+        "0: none; needs --hapt on)",
+    )
+    p.add_argument(
         "--save-pretrained",
         type=Path,
         help="keep the pretrained base, classifier and standardisation features in DIR",
@@ -287,8 +296,22 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
     statistics = None if args.raw_features else feature_statistics(features)
     if statistics is not None and scored:
         statistics[1][-len(scored) :] /= args.class_score_gain
+    activity_scorer = None
+    if args.real_activity_scores and args.hapt == "on" and not args.hhar:
+        activity_scorer = _real_activity_scorer(args, base, statistics)
+        feature_size += activity_scorer.bias.shape[0]
+        quality["real_activity_scorer_train_accuracy"] = round(activity_scorer.train_accuracy, 4)
     path = out_dir / "bottleneck.tflite"
-    path.write_bytes(to_tflite(bottleneck_function(base, WINDOW, statistics)))
+    path.write_bytes(
+        to_tflite(
+            bottleneck_function(
+                base,
+                WINDOW,
+                statistics,
+                None if activity_scorer is None else (activity_scorer.kernel, activity_scorer.bias),
+            )
+        )
+    )
     info = {
         "origin": "built",
         "architecture": f"scaling (accel/g, |a|, |w|) + Conv1D {list(spec.filters)} stride 2 "
@@ -305,11 +328,37 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
             f" (the scores to spread {args.class_score_gain:g})"
             if scored and statistics is not None and args.class_score_gain != 1.0
             else ""
+        )
+        + (
+            f", then the scores of a linear classifier of HAPT's six activities fit on those "
+            f"features of the real pretraining windows (standardised there, times "
+            f"{args.real_activity_scores:g})"
+            if activity_scorer is not None
+            else ""
         ),
         "training_data": provenance,
         "quality": quality,
     }
     return path, feature_size, info
+
+
+def _real_activity_scorer(args: argparse.Namespace, base, statistics):
+    """The HAPT pretraining subjects' windows as recorded (no turned copies), through the
+    base and its standardisation, and a softmax regression of their activities on that."""
+    from artifact_builder import real_pretraining
+
+    from odar.drivers.emulated import hapt
+
+    real = real_pretraining.hapt_windows(
+        hapt.load(args.hapt_pickle),
+        real_pretraining.pretraining_subjects(),
+        np.random.default_rng(args.seed),
+        max_per_class=6 if args.smoke else None,
+    )
+    features = base.predict(real.windows, batch_size=256, verbose=0)
+    if statistics is not None:
+        features = (features - statistics[0]) / statistics[1]
+    return real_pretraining.fit_activity_scorer(features, real.labels, args.real_activity_scores)
 
 
 def external_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:
