@@ -140,7 +140,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch (CI)")
     args = p.parse_args(argv)
-    args.command = " ".join(["scripts/build_artifacts.py", *(sys.argv[1:] if argv is None else argv)])
+    args.command = " ".join(
+        ["scripts/build_artifacts.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     if args.smoke:
         args.windows_per_activity, args.synthetic_windows_per_activity, args.epochs = 12, 8, 1
     return args
