@@ -97,7 +97,8 @@ def test_features_are_standardised_on_the_pretraining_windows(smoke_set):
     # and 8 synthetic windows per activity); the statistics were taken on all of it.
     args = build_artifacts.parse_args(["--smoke", "--seed", str(SMOKE_SEED)])
     x, *_ = build_artifacts.pretraining_data(args)
-    features = Bottleneck(load_manifest(smoke_set)).features_of(x)
+    # (The last six, HAPT's activity scores, are standardised on the real windows only.)
+    features = Bottleneck(load_manifest(smoke_set)).features_of(x)[:, :-6]
     spread = features.std(axis=0)
     live = spread > 1e-3
     assert live.sum() >= features.shape[1] // 2
