@@ -103,14 +103,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--class-scores",
-        action="store_true",
-        help="append the pretraining classifier's scores (one per pretraining class) to the "
-        "features",
+        nargs="?",
+        const="all",
+        choices=("all", "real"),
+        help="append the pretraining classifier's scores to the features: one per pretraining "
+        "class (all), or per real-recording class only (real: HAPT's six activities)",
+    )
+    p.add_argument(
+        "--class-score-gain",
+        type=float,
+        default=1.0,
+        help="the appended scores' spread after standardisation (the other features' is 1): "
+        "how loudly the head hears them at its start",
+    )
+    p.add_argument(
+        "--real-activity-scores",
+        type=float,
+        default=5.0,
+        metavar="GAIN",
+        help="append a linear classifier of HAPT's six activities, fit on the base's features "
+        "of the real pretraining windows, its scores standardised and times GAIN (default 5; "
+        "0: none; needs --hapt on)",
+    )
+    p.add_argument(
+        "--save-pretrained",
+        type=Path,
+        help="keep the pretrained base, classifier and standardisation features in DIR",
+    )
+    p.add_argument(
+        "--pretrained",
+        type=Path,
+        help="use the base kept by --save-pretrained DIR instead of pretraining (the export "
+        "options still apply: --class-scores, --class-score-gain, --raw-features)",
     )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=20240601)
     p.add_argument("--smoke", action="store_true", help="tiny data and one epoch (CI)")
     args = p.parse_args(argv)
+    args.command = " ".join(
+        ["scripts/build_artifacts.py", *(sys.argv[1:] if argv is None else argv)]
+    )
     if args.smoke:
         args.windows_per_activity, args.synthetic_windows_per_activity, args.epochs = 12, 8, 1
     return args
@@ -208,11 +240,13 @@ def _with_hapt(args, rng, x, y, x_val, y_val, class_list):
 
 
 def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:
+    from artifact_builder import pretrained_store
     from artifact_builder.base_model import (
         BaseSpec,
         bottleneck_function,
         feature_statistics,
         pretrain,
+        raw_features,
         with_class_scores,
     )
     from artifact_builder.convert import to_tflite
@@ -222,29 +256,111 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
         spec = BaseSpec(filters=(8, 8, 8, 8), feature_size=16 + 24 * stats, statistics=stats)
     else:
         spec = BaseSpec(filters=(32, 48, 64, 52 if stats else 64), statistics=stats)
-    x, y, x_val, y_val, activities, provenance = pretraining_data(args)
-    started = time.monotonic()
-    base, quality = pretrain(spec, x, y, x_val, y_val, len(activities), args.epochs, args.seed)
-    quality["pretrain_seconds"] = round(time.monotonic() - started, 1)
-    scorer = quality.pop("class_scorer")
+    if args.pretrained:
+        base, kernel, bias, features, saved = pretrained_store.load(args.pretrained, spec)
+        activities, provenance, quality = saved["classes"], saved["provenance"], saved["quality"]
+        quality["pretrained_by"] = saved["command"]
+    else:
+        x, y, x_val, y_val, activities, provenance = pretraining_data(args)
+        started = time.monotonic()
+        base, quality = pretrain(spec, x, y, x_val, y_val, len(activities), args.epochs, args.seed)
+        quality["pretrain_seconds"] = round(time.monotonic() - started, 1)
+        kernel, bias = quality.pop("class_scorer").get_weights()
+        features = raw_features(base, x)
+        if args.save_pretrained:
+            pretrained_store.save(
+                args.save_pretrained,
+                spec,
+                base,
+                kernel,
+                bias,
+                features,
+                {
+                    "classes": list(activities),
+                    "provenance": provenance,
+                    "quality": quality,
+                    "command": args.command,
+                },
+            )
     feature_size = spec.feature_size
+    scored: list[int] = []
     if args.class_scores:
-        base = with_class_scores(base, scorer)
-        feature_size += len(activities)
-    statistics = None if args.raw_features else feature_statistics(base, x)
+        scored = [
+            i
+            for i, name in enumerate(activities)
+            if args.class_scores == "all" or name.startswith("hapt:")
+        ]
+        if not scored:
+            raise SystemExit("--class-scores real: the pretraining had no real-recording classes")
+        base = with_class_scores(base, kernel, bias, scored)
+        features = np.concatenate([features, features @ kernel[:, scored] + bias[scored]], 1)
+        feature_size += len(scored)
+    statistics = None if args.raw_features else feature_statistics(features)
+    if statistics is not None and scored:
+        statistics[1][-len(scored) :] /= args.class_score_gain
+    activity_scorer = None
+    if args.real_activity_scores and args.hapt == "on" and not args.hhar:
+        activity_scorer = _real_activity_scorer(args, base, statistics)
+        feature_size += activity_scorer.bias.shape[0]
+        quality["real_activity_scorer_train_accuracy"] = round(activity_scorer.train_accuracy, 4)
     path = out_dir / "bottleneck.tflite"
-    path.write_bytes(to_tflite(bottleneck_function(base, WINDOW, statistics)))
+    path.write_bytes(
+        to_tflite(
+            bottleneck_function(
+                base,
+                WINDOW,
+                statistics,
+                None if activity_scorer is None else (activity_scorer.kernel, activity_scorer.bias),
+            )
+        )
+    )
     info = {
         "origin": "built",
         "architecture": f"scaling (accel/g, |a|, |w|) + Conv1D {list(spec.filters)} stride 2 "
         "+ BatchNorm + ReLU, global average and max pooling"
         + (", beside per-axis mean/std/min/max of the scaled window" if stats else "")
-        + (", then the pretraining classifier's scores" if args.class_scores else "")
-        + ("" if statistics is None else ", standardised with the pretraining set's statistics"),
+        + (
+            f", then the pretraining classifier's scores for {len(scored)} of its classes "
+            f"({', '.join(activities[i] for i in scored)})"
+            if scored
+            else ""
+        )
+        + ("" if statistics is None else ", standardised with the pretraining set's statistics")
+        + (
+            f" (the scores to spread {args.class_score_gain:g})"
+            if scored and statistics is not None and args.class_score_gain != 1.0
+            else ""
+        )
+        + (
+            f", then the scores of a linear classifier of HAPT's six activities fit on those "
+            f"features of the real pretraining windows (standardised there, times "
+            f"{args.real_activity_scores:g})"
+            if activity_scorer is not None
+            else ""
+        ),
         "training_data": provenance,
         "quality": quality,
     }
     return path, feature_size, info
+
+
+def _real_activity_scorer(args: argparse.Namespace, base, statistics):
+    """The HAPT pretraining subjects' windows as recorded (no turned copies), through the
+    base and its standardisation, and a softmax regression of their activities on that."""
+    from artifact_builder import real_pretraining
+
+    from odar.drivers.emulated import hapt
+
+    real = real_pretraining.hapt_windows(
+        hapt.load(args.hapt_pickle),
+        real_pretraining.pretraining_subjects(),
+        np.random.default_rng(args.seed),
+        max_per_class=6 if args.smoke else None,
+    )
+    features = base.predict(real.windows, batch_size=256, verbose=0)
+    if statistics is not None:
+        features = (features - statistics[0]) / statistics[1]
+    return real_pretraining.fit_activity_scorer(features, real.labels, args.real_activity_scores)
 
 
 def external_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:
@@ -298,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, make in HEAD_ARTIFACTS.items():
         (out_dir / f"{name}.tflite").write_bytes(to_tflite(make(spec)))
     build_info = {
-        "command": "scripts/build_artifacts.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": args.command,
         "seconds": round(time.monotonic() - started, 1),
     }
     manifest = write_manifest(

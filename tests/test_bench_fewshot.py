@@ -55,7 +55,7 @@ def test_quick_run_reports_every_result_over_all_pairs(quick_report):
     results = quick_report["results"]
     for name in ("ours", "baseline_stats_logistic_regression"):
         _assert_accuracy_result(results[name], pairs)
-    assert results["ours"]["feature_size"] <= 128
+    assert results["ours"]["feature_size"] <= 256  # a small head (the original base: 4480)
     assert results["ours"]["bottleneck_invoke_ms"] > 0
     original = results["original_bottleneck_our_head"]
     if "skipped" in original:

@@ -40,7 +40,8 @@ SMOKE_SEED = 11
 def smoke_set(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("smoke")
     argv = ["--smoke", "--out", str(out), "--num-classes", "3", "--optimizer", "sgd"]
-    assert build_artifacts.main([*argv, "--seed", str(SMOKE_SEED)]) == 0
+    kept = ["--save-pretrained", str(out / "pretrained")]
+    assert build_artifacts.main([*argv, "--seed", str(SMOKE_SEED), *kept]) == 0
     return out
 
 
@@ -96,7 +97,8 @@ def test_features_are_standardised_on_the_pretraining_windows(smoke_set):
     # and 8 synthetic windows per activity); the statistics were taken on all of it.
     args = build_artifacts.parse_args(["--smoke", "--seed", str(SMOKE_SEED)])
     x, *_ = build_artifacts.pretraining_data(args)
-    features = Bottleneck(load_manifest(smoke_set)).features_of(x)
+    # (The last six, HAPT's activity scores, are standardised on the real windows only.)
+    features = Bottleneck(load_manifest(smoke_set)).features_of(x)[:, :-6]
     spread = features.std(axis=0)
     live = spread > 1e-3
     assert live.sum() >= features.shape[1] // 2
@@ -167,7 +169,7 @@ def test_statistics_features_sit_beside_the_learnt_ones(smoke_set):
     upright, on_back = np.zeros((400, 6), np.float32), np.zeros((400, 6), np.float32)
     upright[:, 0], on_back[:, 2] = 9.80665, 9.80665
     a, b = bottleneck.features(upright), bottleneck.features(on_back)
-    assert manifest.feature_size == 16 + 24
+    assert manifest.feature_size == 16 + 24 + 6  # learnt, statistics, HAPT activity scores
     means = slice(16, 19)  # accel x, y, z means
     assert a[means][0] > b[means][0] and a[means][2] < b[means][2]
 
@@ -180,3 +182,50 @@ def test_small_rotations_turn_by_at_most_the_jitter():
     np.testing.assert_allclose(rotations @ np.swapaxes(rotations, 1, 2), identity, atol=1e-9)
     angles = np.degrees(np.arccos(np.clip((np.trace(rotations, axis1=1, axis2=2) - 1) / 2, -1, 1)))
     assert angles.max() <= 15.0 + 1e-6 and angles.max() > 12.0
+
+
+def test_a_kept_base_is_exported_again_with_the_class_scores_at_their_gain(smoke_set, tmp_path):
+    argv = ["--smoke", "--seed", str(SMOKE_SEED), "--out", str(tmp_path)]
+    again = [*argv, "--pretrained", str(smoke_set / "pretrained"), "--real-activity-scores", "0"]
+    assert build_artifacts.main([*again, "--class-scores", "real", "--class-score-gain", "3"]) == 0
+    manifest = load_manifest(tmp_path)
+    assert manifest.feature_size == 16 + 24 + 6  # HAPT's six pretraining classes' scores
+    assert "--save-pretrained" in manifest.raw["base"]["quality"]["pretrained_by"]
+    x, *_ = build_artifacts.pretraining_data(build_artifacts.parse_args(argv))
+    before = Bottleneck(load_manifest(smoke_set)).features_of(x[:50])
+    after = Bottleneck(manifest).features_of(x)
+    np.testing.assert_array_equal(after[:50, :40], before[:, :40])  # the same base
+    np.testing.assert_allclose(after[:, -6:].std(axis=0), 3.0, rtol=1e-2)
+
+
+def test_real_activity_scores_name_the_activity_of_the_real_windows_at_their_gain(smoke_set):
+    from artifact_builder import real_pretraining
+
+    from odar.drivers.emulated import hapt
+
+    real = real_pretraining.hapt_windows(
+        hapt.load(),
+        real_pretraining.pretraining_subjects(),
+        np.random.default_rng(SMOKE_SEED),
+        max_per_class=6,
+    )
+    scores = Bottleneck(load_manifest(smoke_set)).features_of(real.windows)[:, -6:]
+    np.testing.assert_allclose(scores.std(axis=0), 5.0, rtol=1e-2)  # the default gain
+    np.testing.assert_allclose(scores.mean(axis=0), 0.0, atol=1e-2)
+    for activity in range(6):  # each score is highest on the windows of its own activity
+        own = real.labels == activity
+        assert scores[own, activity].mean() > scores[~own, activity].mean() + 1.0
+
+
+def test_activity_scorer_separates_known_clusters_and_scales_its_scores():
+    from artifact_builder import real_pretraining
+
+    rng = np.random.default_rng(5)
+    centres = 4 * rng.normal(size=(6, 10))
+    labels = np.repeat(np.arange(6), 30)
+    features = centres[labels] + rng.normal(size=(180, 10))
+    scorer = real_pretraining.fit_activity_scorer(features, labels, gain=2.0)
+    scores = features @ scorer.kernel + scorer.bias
+    assert scorer.train_accuracy == 1.0
+    np.testing.assert_allclose(scores.std(axis=0), 2.0, rtol=1e-3)
+    assert (np.argmax(scores, axis=1) == labels).all()

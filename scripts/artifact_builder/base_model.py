@@ -124,10 +124,17 @@ def pretrain(
     return base, quality
 
 
-def with_class_scores(base: tf.keras.Model, scorer: tf.keras.layers.Dense) -> tf.keras.Model:
-    """The base with the pretraining classifier's scores (logits, one per pretraining class)
-    after its features: what the base learnt to tell apart, handed to the head directly."""
-    kernel, bias = scorer.get_weights()
+def with_class_scores(
+    base: tf.keras.Model,
+    kernel: np.ndarray,
+    bias: np.ndarray,
+    classes: list[int] | None = None,
+) -> tf.keras.Model:
+    """The base with the pretraining classifier's scores (logits, one per pretraining class,
+    or only *classes*) after its features: what the base learnt to tell apart, handed to the
+    head directly."""
+    if classes is not None:
+        kernel, bias = kernel[:, classes], bias[classes]
     inputs = tf.keras.Input(base.input_shape[1:], name="window")
     features = base(inputs)
     scores = tf.keras.layers.Dense(kernel.shape[1], name="class_scores")
@@ -136,14 +143,20 @@ def with_class_scores(base: tf.keras.Model, scorer: tf.keras.layers.Dense) -> tf
     return tf.keras.Model(inputs, combined, name="bottleneck_with_scores")
 
 
-def feature_statistics(
-    base: tf.keras.Model, x: np.ndarray, max_windows: int = 8000
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature mean and spread on (up to *max_windows* of) the pretraining windows.
+STATISTICS_WINDOWS = 8000
+
+
+def raw_features(base: tf.keras.Model, x: np.ndarray) -> np.ndarray:
+    """The base's unstandardised features of (up to STATISTICS_WINDOWS of) the pretraining
+    windows: what the standardisation is computed on."""
+    return base.predict(x[:STATISTICS_WINDOWS], batch_size=256, verbose=0)
+
+
+def feature_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and spread of *features* (see :func:`raw_features`).
 
     A feature that never varies (a ReLU that stays at 0) gets spread 1, not a division by ~0.
     """
-    features = base.predict(x[:max_windows], batch_size=256, verbose=0)
     mean = features.mean(axis=0)
     spread = features.std(axis=0)
     spread = np.where(spread > 1e-3, spread, 1.0)
@@ -154,20 +167,27 @@ def bottleneck_function(
     base: tf.keras.Model,
     window: int,
     statistics: tuple[np.ndarray, np.ndarray] | None = None,
+    scorer: tuple[np.ndarray, np.ndarray] | None = None,
 ):
     """The base as a named signature: ``window`` (1, 400, 6) -> ``features`` (1, F),
-    standardised with *statistics* (mean, spread) when given."""
+    standardised with *statistics* (mean, spread) when given, then followed by
+    ``features @ kernel + bias`` when *scorer* (kernel, bias) is given."""
     if statistics is None:
         offset, scale = None, None
     else:
         offset = tf.constant(statistics[0][None, :])
         scale = tf.constant((1.0 / statistics[1])[None, :])
+    if scorer is not None:
+        score_kernel, score_bias = tf.constant(scorer[0]), tf.constant(scorer[1][None, :])
 
     @tf.function(input_signature=[tf.TensorSpec((1, window, 6), tf.float32, name="window")])
     def bottleneck(window_tensor):
         features = base(window_tensor, training=False)
         if offset is not None:
             features = (features - offset) * scale
+        if scorer is not None:
+            scores = tf.matmul(features, score_kernel) + score_bias
+            features = tf.concat([features, scores], axis=-1)
         return {"features": features}
 
     return bottleneck.get_concrete_function()
