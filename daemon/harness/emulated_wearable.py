@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin
+from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin, PinState
 
 from odar.config import Config
 from odar.drivers.emulated.clock import ScaledClock
@@ -43,8 +43,10 @@ class BoundedHistoryPin(MockPWMPin):
     """gpiozero's MockPWMPin, remembering only its last :data:`PIN_HISTORY` state changes
     (enough for any pattern a test asserts on)."""
 
+    states: collections.deque[PinState]
+
     def clear_states(self) -> None:
-        super().clear_states()
+        super().clear_states()  # a list holding the present state, timed from now
         self.states = collections.deque(self.states, maxlen=PIN_HISTORY)
 
 
