@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# System tools only the SD image test needs (scripts/test.sh stage 5, not run by default): the
+# System tools only the SD image test needs (scripts/test.sh stage 5): the
 # image's partitions without loop devices (scripts/build-image.sh) and QEMU's Raspberry Pi 3 to
 # boot it, on top of what scripts/setup-test-tools.sh installs (debootstrap, qemu-user, ...).
 # Without root the image test skips with a printed reason (it fails under ODAR_REQUIRE_SYSTEMD=1).

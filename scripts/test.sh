@@ -4,15 +4,15 @@
 #   2. the whole suite on tflite-runtime 2.14 with numpy 1.x (Pi OS Bookworm's pairing);
 #   3. the artifacts again on ai-edge-litert (Pi OS Trixie's runtime), in .venv-litert;
 #   4. a smoke build of the artifacts with TensorFlow, in .venv-build;
-#   5. (opt-in, not in the default 1234) the SD image built by scripts/build-image.sh and
-#      booted on QEMU's Raspberry Pi 3 (tests/test_image.py, marked `image`); `.ci/run` adds it
-#      with ODAR_CI_IMAGE=1. With stage 2 in the same run, the image's build starts in the
-#      background once stage 2 is done (it reuses stage 2's arm64 root) and runs beside 3 and 4.
+#   5. the SD image built by scripts/build-image.sh and booted on QEMU's Raspberry Pi 3
+#      (tests/test_image.py, marked `image`). With stage 2 in the same run, the image's build
+#      starts in the background once stage 2 is done (it reuses stage 2's arm64 root) and runs
+#      beside 3 and 4.
 # Arguments go to the main pytest run (stage 2); ODAR_TEST_STAGES=2 runs only that stage,
-# ODAR_TEST_STAGES=5 only the image stage.
+# ODAR_TEST_STAGES=5 only the image stage, ODAR_TEST_STAGES=1234 all but the image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-stages=${ODAR_TEST_STAGES:-1234}
+stages=${ODAR_TEST_STAGES:-12345}
 python=${PYTHON:-python3}
 cache=${ODAR_CACHE_DIR:-/var/tmp/odar-build}
 image_build_pid=
@@ -78,6 +78,6 @@ if [[ $stages == *5* ]]; then
     fi
     .venv/bin/python -m pytest -p no:cacheprovider -m image tests/test_image.py
 else
-    echo "== the SD image build and boot (stage 5, tests/test_image.py) is not run by default;" \
-        "run it with ODAR_TEST_STAGES=5 scripts/test.sh"
+    echo "== stage 5 (the SD image built and booted, tests/test_image.py) not run:" \
+        "ODAR_TEST_STAGES=$stages"
 fi

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 from systemd_namespace import REQUIRE_ENV
 
-# Opt-in (pyproject deselects `image`): scripts/test.sh stage 5, ODAR_TEST_STAGES=5.
+# Stage 5 of scripts/test.sh (pyproject deselects `image` from stage 2's run).
 pytestmark = [pytest.mark.slow, pytest.mark.image]
 
 CHECKOUT = Path(__file__).resolve().parent.parent
