@@ -25,6 +25,7 @@ from odar.harness.bench.sensor import (
     FaultTrace,
     FirstWarningsOnly,
     WireSnapshot,
+    lost_at_breaks,
     measure_stream,
     window_is_contiguous,
 )
@@ -286,3 +287,33 @@ def test_clone_part_silent_resets_and_stalls_are_each_detected_once() -> None:
     assert faults["overflows_detected"] == faults["chip_overflow_episodes"]
     assert report["fifo_bytes"] == 512
     assert report["faults_ok"] is True
+
+
+def test_after_silent_resets_the_loss_is_what_the_chip_took_and_nothing_is_unaccounted() -> None:
+    # A brown-out leaves the chip asleep until the driver notices: it takes no samples then,
+    # so the reader's estimate (elapsed time x rate) is more than what was lost. The truth
+    # record says what was taken: received + lost + unaccounted + left in the FIFO = taken.
+    report = bench_sensor.bench(
+        bench_args("--seconds", "125", "--silent-reset-every", "60", "--no-today"),
+        logging.getLogger("test.b.resets"),
+    )
+    taken = report["samples_produced_by_chip"]
+    assert report["faults"]["resets_detected"] == 2
+    assert report["samples_unaccounted"] == 0
+    assert report["samples_lost"] == report["truth"]["samples_not_delivered"] > 0
+    assert report["samples_lost_reader_estimate"] > report["samples_lost"]
+    assert (
+        report["samples_received"] + report["samples_lost"] + report["samples_left_in_fifo"]
+        == taken
+    )
+
+
+def test_loss_is_attributed_to_a_break_only_where_one_was_marked() -> None:
+    # Delivered samples 0..4 are the chip's 0, 1, 5, 6, 9: 3 skipped before the third
+    # (a marked break there), 2 skipped before the fifth (none marked: silent).
+    truth_index = np.array([0, 1, 5, 6, 9])
+    assert lost_at_breaks(truth_index, [2]) == 3
+    assert lost_at_breaks(truth_index, [2, 4]) == 5
+    assert lost_at_breaks(truth_index, []) == 0
+    # A misaligned sample (no match) between two matched ones does not hide the break.
+    assert lost_at_breaks(np.array([0, -1, 4]), [1]) == 3
