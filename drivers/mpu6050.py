@@ -104,6 +104,13 @@ BURST_PROOF_PATTERN = (0xA5, 0x5A, 0xC3, 0x3C, 0x96, 0x69, 0x0F, 0xF0, 0x81, 0x7
 
 #: Bus cost: every bit of a byte plus its ACK is one clock.
 BITS_PER_BUS_BYTE = 9
+#: The FIFO bytes behind the count are clocked out after the chip latched the count, so the
+#: latch came at least their wire time before the transaction returned: the next guess
+#: counts arrivals from there, not from the return (else every frame that arrived while the
+#: answer was on the wire, ~0.27 ms a frame at 400 kHz, stays behind as backlog and eats the
+#: FIFO's headroom). The wire time is taken at a clock this much faster than the configured
+#: one, so the bound holds even where the bus runs a little fast.
+BUS_CLOCK_FAST_MARGIN = 1.1
 #: Bytes around the payload of one FIFO read: address+W, register, address+R, FIFO_COUNT H/L.
 READ_OVERHEAD_BYTES = 5
 #: START, repeated START and STOP conditions, in clocks.
@@ -601,8 +608,11 @@ class MPU6050:
                 answer = self._burst_read(reg.Register.FIFO_COUNTH, length)
             count = (answer[0] << 8) | answer[1]
             payload = memoryview(answer)[2:]
+            latched_by = max(
+                read_at, self._clock.monotonic() - self._wire_seconds(len(payload))
+            )
         else:
-            count, read_at, status = self._fresh_count(read_at)
+            count, read_at, status, latched_by = self._fresh_count(read_at)
             wanted = min(count, self.part.fifo_bytes) // reg.SAMPLE_BYTES
             wanted = min(wanted, I2C_MAX_MESSAGE_BYTES // reg.SAMPLE_BYTES)
             if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
@@ -613,8 +623,9 @@ class MPU6050:
         # The overflow bit came with the count: the bytes read beside it are not trusted.
         if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
             return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
-        # The count was latched after read_at and before now: the next guess counts from now.
-        self._count_known_at = self._clock.monotonic()
+        # The count was latched after read_at and by latched_by: the next guess counts from
+        # latched_by.
+        self._count_known_at = latched_by
         self.counters.reads += 1
         # Bytes are dropped only from a full FIFO, and it stays full until read: a count of
         # the FIFO's size is an overflow since the last read, a count below it is none.
@@ -652,11 +663,11 @@ class MPU6050:
         self.counters.samples += wanted
         return block
 
-    def _fresh_count(self, read_at: float) -> tuple[int, float, int]:
+    def _fresh_count(self, read_at: float) -> tuple[int, float, int, float]:
         """FIFO_COUNT, read again while the host took so long after it (a stall between two
         transactions) that the FIFO may have filled up meanwhile: its oldest bytes, and the
         frames' alignment, would then be gone before the data read. (count, latched after,
-        INT_STATUS where it came with the first count, else 0)"""
+        INT_STATUS where it came with the first count, else 0; latched by)"""
         fast_rate = self.measured_rate_hz * (1.0 + CHIP_FAST_HEADROOM)
         status = 0
         for attempt in range(3):
@@ -664,15 +675,21 @@ class MPU6050:
                 status, answer = self._status_and_fifo_read(2)
                 high, low = answer[0], answer[1]
                 if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
-                    return (high << 8) | low, read_at, status
+                    return (high << 8) | low, read_at, status, self._clock.monotonic()
             else:
                 high, low = self._read_block(reg.Register.FIFO_COUNTH, 2)
+            latched_by = self._clock.monotonic()
             count = (high << 8) | low
             room_s = (self.part.fifo_bytes - count) / reg.SAMPLE_BYTES / fast_rate
             if self._clock.monotonic() - read_at < room_s:
                 break
             read_at = self._clock.monotonic()
-        return count, read_at, status
+        return count, read_at, status, latched_by
+
+    def _wire_seconds(self, data_bytes: int) -> float:
+        """The least time ``data_bytes`` take on the wire."""
+        bus_hz = self.bus_clock_hz or self._settings.bus_hz
+        return data_bytes * BITS_PER_BUS_BYTE / (bus_hz * BUS_CLOCK_FAST_MARGIN)
 
     def _learn_rate(self, read_at: float) -> None:
         """The chip's rate from the frames counted since the FIFO started. The count was

@@ -256,11 +256,11 @@ def test_the_daemons_loop_is_measured_beside_todays_on_a_fast_chip_with_jitter()
     assert report["measured_rate_hz"] == pytest.approx(1050, rel=1e-3)
     assert report["targets"]["met"] and report["fifo_overflows"] == 0
     assert report["truth"]["samples_misaligned"] == 0 and report["windows"]["bad"] == 0
-    # Today's loop sleeps 42.5 ms after a read that itself takes ~12 ms on the wire: a 5 %
-    # fast chip overflows the FIFO there, so often that few whole windows are left.
+    # Today's loop sleeps 42.5 ms after each read: with the same driver (whose reads leave
+    # no backlog behind) it no longer overflows in virtual time, but a window waits in the
+    # FIFO for the next read, up to a poll interval and the sleep after it.
     today = report["today"]
-    assert today["fifo_overflows"] > 10
-    assert today["windows"]["count"] < report["windows"]["count"]
+    assert today["windows"]["ready_latency_p99_ms"] > 40
     assert report["windows"]["ready_latency_p99_ms"] < 20
 
 
