@@ -592,6 +592,9 @@ class MPU6050:
 
     def _read_fifo(self, exact: bool) -> SensorBlock:
         read_at = self._clock.monotonic()
+        # Frames that have certainly arrived since the last count, by the chip's own rate:
+        # a read that finds far fewer has a chip that stopped (a silent reset).
+        arrived_since_count = self._frames_certainly_in_fifo(read_at) - self._leftover_samples
         if not self._status_with_count and read_at >= self._next_int_status_at:
             self._next_int_status_at = read_at + INT_STATUS_EVERY_S
             status = self._read_byte(reg.Register.INT_STATUS)
@@ -636,10 +639,14 @@ class MPU6050:
             # Bytes past the count were not whole frames: the stream may be misaligned.
             return self._short_delivery(f"FIFO held {in_fifo} samples, {wanted} were read")
         new_frames = in_fifo - self._leftover_samples
-        promised = (
+        # Since the FIFO started, at the nominal rate less the unmeasured margin: after a
+        # while on a chip that runs fast this promises nothing (more came than it promised),
+        # so the frames certainly arrived since the last count promise too.
+        promised = max(
+            arrived_since_count,
             (read_at - self._fifo_started_at) * self._rate_hz * (1.0 - RATE_MARGIN_UNMEASURED)
             - self._frames_since_start
-            - SAFETY_SAMPLES
+            - SAFETY_SAMPLES,
         )
         self._frames_since_start += new_frames
         self._learn_rate(read_at)
