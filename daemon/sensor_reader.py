@@ -34,6 +34,10 @@ WINDOW_READ_MARGIN_S = 0.0015
 PRE_READ_SAMPLES = 16
 #: Reads closer together than this are merged into the earlier one.
 MIN_READ_SPACING_S = 0.002
+#: A window read that did not find the window's last sample (the chip slower than measured,
+#: or stopped: a silent reset) is tried again after this many sample periods, not at once:
+#: a stopped chip would otherwise be read back to back, as fast as the bus allows.
+WINDOW_RETRY_PERIODS = 2
 
 
 class Sensor(Protocol):
@@ -85,6 +89,9 @@ class SensorReader:
         self._grid_from = clock.monotonic()
         self._last_read_at = self._grid_from
         self._planned: PlannedRead | None = None
+        # The window end the last window read was for, and the one the last plan aimed at.
+        self._window_end_read: int | None = None
+        self._window_end_planned: int | None = None
 
     def plan(self, now: float) -> PlannedRead:
         """The next read after a read that ended at ``now``."""
@@ -99,7 +106,11 @@ class SensorReader:
         ahead = pre_read - self._grid_from
         if ahead < MIN_READ_SPACING_S:
             # The pre-read (or a grid read) was just done: now the window's end itself.
-            return PlannedRead(max(window_read, now), True, "window")
+            at = max(window_read, now)
+            if self._window_end_planned == self._window_end_read:
+                retry = WINDOW_RETRY_PERIODS / self.sensor.measured_rate_hz
+                at = max(at, self._last_read_at + max(MIN_READ_SPACING_S, retry))
+            return PlannedRead(at, True, "window")
         # Space the grid evenly so that its last read before the window is the pre-read.
         reads = math.ceil(ahead / interval - 1e-9)
         at = max(self._grid_from + ahead / reads, now)
@@ -109,6 +120,7 @@ class SensorReader:
         if self.window_end_seq is None:
             return None
         end = self.window_end_seq()
+        self._window_end_planned = end
         last = self.sensor.last_timestamp
         if end is None or last is None:
             return None
@@ -129,6 +141,7 @@ class SensorReader:
         if len(block) or block.gap:
             self.ring.append(block)
         self.reads[planned.reason] += 1
+        self._window_end_read = self._window_end_planned if planned.reason == "window" else None
         self._last_read_at = started
         # The grid counts from the planned time unless the read began much later.
         self._grid_from = planned.at if started - planned.at < MIN_READ_SPACING_S else started

@@ -14,9 +14,19 @@ What the chip may do meanwhile, and what the driver does about it:
 
 * the FIFO overflows (a stalled host, a slow bus): FIFO_COUNT at the part's FIFO size (a
   FIFO only drops bytes when full, and stays full until read), or FIFO_OFLOW_INT in
-  INT_STATUS (sticky until read, checked every ``INT_STATUS_EVERY_S``), resets the FIFO and
-  marks a gap: the oldest bytes went, the frames' alignment with them. Where the count and
-  the data are two transactions, a count older than the FIFO's free room is read again;
+  INT_STATUS (sticky until read), resets the FIFO and marks a gap: the oldest bytes went,
+  the frames' alignment with them. Where the count and the data are two transactions, a
+  count older than the FIFO's free room is read again;
+* INT_STATUS comes at every read without a transaction of its own where the adapter allows
+  it: one I2C_RDWR of four messages, [write INT_STATUS's address, read 1, write FIFO_COUNTH's
+  address, read 2 (+ the FIFO's bytes where the combined read is proven)], repeated STARTs and
+  one STOP; each write message sets the chip's register pointer (PS 9.3). i2c-gpio's
+  ``i2c-algo-bit`` (``bit_xfer``) sends any such sequence. The Pi's own controller driver,
+  i2c-bcm2835, refuses a read message that is not the last (``bcm2835_i2c_xfer``: EOPNOTSUPP,
+  "only one read message supported, has to be last", before anything goes on the wire); there
+  the driver says so once at start and reads INT_STATUS on its own every
+  ``INT_STATUS_EVERY_S`` (the bit is sticky, so no overflow goes unseen, and a count at the
+  FIFO's size still shows one at the very next read);
 * a silent power-on reset (a brown-out beside the motor: PWR_MGMT_1 back to 0x40, asleep,
   nothing NACKs) or any configuration drift: the configuration is read back after start and
   whenever the FIFO delivers less than the clock says it should, and a mismatch re-initialises
@@ -78,8 +88,13 @@ MAX_POLL_INTERVAL_S = 0.250
 #: ... and for at most this many samples, so that no read holds the bus long (64 samples are
 #: ~17 ms at 400 kHz; a big FIFO would otherwise be read a quarter second at a time).
 MAX_READ_SAMPLES = 64
-#: FIFO_OFLOW_INT is sticky: reading INT_STATUS this often still sees every overflow.
+#: Where the adapter refuses INT_STATUS and FIFO_COUNT in one transfer (i2c-bcm2835):
+#: FIFO_OFLOW_INT is sticky, so reading INT_STATUS on its own this often still sees every
+#: overflow, for 4 transactions a second instead of one more at every read.
 INT_STATUS_EVERY_S = 0.25
+#: What an adapter answers to a transfer it cannot make: i2c-bcm2835 EOPNOTSUPP for a read
+#: message that is not the last; i2c-dev EINVAL for what it will not pass on.
+ADAPTER_REFUSALS = frozenset({errno.EOPNOTSUPP, errno.EINVAL})
 #: A FIFO read that finds less than this share of the frames its clock promised since the
 #: last count makes the driver read the configuration back (a silent reset stops the FIFO).
 SHORT_DELIVERY_SHARE = 0.5
@@ -89,6 +104,13 @@ BURST_PROOF_PATTERN = (0xA5, 0x5A, 0xC3, 0x3C, 0x96, 0x69, 0x0F, 0xF0, 0x81, 0x7
 
 #: Bus cost: every bit of a byte plus its ACK is one clock.
 BITS_PER_BUS_BYTE = 9
+#: The FIFO bytes behind the count are clocked out after the chip latched the count, so the
+#: latch came at least their wire time before the transaction returned: the next guess
+#: counts arrivals from there, not from the return (else every frame that arrived while the
+#: answer was on the wire, ~0.27 ms a frame at 400 kHz, stays behind as backlog and eats the
+#: FIFO's headroom). The wire time is taken at a clock this much faster than the configured
+#: one, so the bound holds even where the bus runs a little fast.
+BUS_CLOCK_FAST_MARGIN = 1.1
 #: Bytes around the payload of one FIFO read: address+W, register, address+R, FIFO_COUNT H/L.
 READ_OVERHEAD_BYTES = 5
 #: START, repeated START and STOP conditions, in clocks.
@@ -252,6 +274,8 @@ class MPU6050:
         self.part = reg.PARTS[reg.WHO_AM_I_MPU6050]
         self.bus_clock_hz: int | None = None
         self._burst_proven = False
+        # INT_STATUS read in the same transfer as FIFO_COUNT (None until start() tried it).
+        self._status_with_count: bool | None = None
         self._started = False
         self._recovering = False
         self._backoff_s = RECOVERY_BACKOFF_INITIAL_S
@@ -303,6 +327,11 @@ class MPU6050:
         return BURST if self._burst_proven else COUNT_THEN_DATA
 
     @property
+    def status_with_count(self) -> bool:
+        """True where INT_STATUS comes in the same transaction as FIFO_COUNT at every read."""
+        return bool(self._status_with_count)
+
+    @property
     def last_timestamp(self) -> float | None:
         """Timestamp of the newest sample delivered (None right after a restart)."""
         return self._last_timestamp
@@ -331,6 +360,8 @@ class MPU6050:
                 self._smplrt_div,
             )
         self._probe()
+        if self._status_with_count is None:
+            self._status_with_count = self._adapter_takes_status_with_count()
         self._configure()
         drift = self._configuration_drift()
         if drift:
@@ -432,6 +463,26 @@ class MPU6050:
                     part.name,
                     part.fifo_bytes,
                 )
+
+    def _adapter_takes_status_with_count(self) -> bool:
+        """Whether the adapter makes INT_STATUS and FIFO_COUNT one transfer (one try; what
+        it reads is of no use before the FIFO starts, and clearing INT_STATUS is harmless)."""
+        try:
+            self._status_and_fifo_read(2)
+        except OSError as error:
+            if error.errno not in ADAPTER_REFUSALS:
+                raise
+            self._log.info(
+                "%s: the I2C adapter refuses INT_STATUS and FIFO_COUNT in one transfer "
+                "(errno %s, %s; i2c-bcm2835 takes one read message, the last); reading "
+                "INT_STATUS on its own every %g s",
+                self.where,
+                error.errno,
+                error.strerror,
+                INT_STATUS_EVERY_S,
+            )
+            return False
+        return True
 
     def _configure(self) -> None:
         """Reset, wake, configure, let the gyro settle, prove the combined read, start the FIFO."""
@@ -541,26 +592,43 @@ class MPU6050:
 
     def _read_fifo(self, exact: bool) -> SensorBlock:
         read_at = self._clock.monotonic()
-        if read_at >= self._next_int_status_at:
+        # Frames that have certainly arrived since the last count, by the chip's own rate:
+        # a read that finds far fewer has a chip that stopped (a silent reset).
+        arrived_since_count = self._frames_certainly_in_fifo(read_at) - self._leftover_samples
+        if not self._status_with_count and read_at >= self._next_int_status_at:
             self._next_int_status_at = read_at + INT_STATUS_EVERY_S
             status = self._read_byte(reg.Register.INT_STATUS)
             if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
                 return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
             read_at = self._clock.monotonic()
+        status = 0
         if self._burst_proven and not exact:
             wanted = self._frames_certainly_in_fifo(read_at)
-            answer = self._burst_read(reg.Register.FIFO_COUNTH, 2 + wanted * reg.SAMPLE_BYTES)
+            length = 2 + wanted * reg.SAMPLE_BYTES
+            if self._status_with_count:
+                status, answer = self._status_and_fifo_read(length)
+            else:
+                answer = self._burst_read(reg.Register.FIFO_COUNTH, length)
             count = (answer[0] << 8) | answer[1]
             payload = memoryview(answer)[2:]
+            latched_by = max(
+                read_at, self._clock.monotonic() - self._wire_seconds(len(payload))
+            )
         else:
-            count, read_at = self._fresh_count(read_at)
+            count, read_at, status, latched_by = self._fresh_count(read_at)
             wanted = min(count, self.part.fifo_bytes) // reg.SAMPLE_BYTES
             wanted = min(wanted, I2C_MAX_MESSAGE_BYTES // reg.SAMPLE_BYTES)
+            if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
+                return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
             if count >= self.part.fifo_bytes:
                 return self._overflow(f"FIFO_COUNT {count} of {self.part.fifo_bytes} bytes")
             payload = memoryview(self._fifo_data(wanted * reg.SAMPLE_BYTES))
-        # The count was latched after read_at and before now: the next guess counts from now.
-        self._count_known_at = self._clock.monotonic()
+        # The overflow bit came with the count: the bytes read beside it are not trusted.
+        if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
+            return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
+        # The count was latched after read_at and by latched_by: the next guess counts from
+        # latched_by.
+        self._count_known_at = latched_by
         self.counters.reads += 1
         # Bytes are dropped only from a full FIFO, and it stays full until read: a count of
         # the FIFO's size is an overflow since the last read, a count below it is none.
@@ -571,10 +639,14 @@ class MPU6050:
             # Bytes past the count were not whole frames: the stream may be misaligned.
             return self._short_delivery(f"FIFO held {in_fifo} samples, {wanted} were read")
         new_frames = in_fifo - self._leftover_samples
-        promised = (
+        # Since the FIFO started, at the nominal rate less the unmeasured margin: after a
+        # while on a chip that runs fast this promises nothing (more came than it promised),
+        # so the frames certainly arrived since the last count promise too.
+        promised = max(
+            arrived_since_count,
             (read_at - self._fifo_started_at) * self._rate_hz * (1.0 - RATE_MARGIN_UNMEASURED)
             - self._frames_since_start
-            - SAFETY_SAMPLES
+            - SAFETY_SAMPLES,
         )
         self._frames_since_start += new_frames
         self._learn_rate(read_at)
@@ -598,19 +670,33 @@ class MPU6050:
         self.counters.samples += wanted
         return block
 
-    def _fresh_count(self, read_at: float) -> tuple[int, float]:
+    def _fresh_count(self, read_at: float) -> tuple[int, float, int, float]:
         """FIFO_COUNT, read again while the host took so long after it (a stall between two
         transactions) that the FIFO may have filled up meanwhile: its oldest bytes, and the
-        frames' alignment, would then be gone before the data read. (count, latched after)"""
+        frames' alignment, would then be gone before the data read. (count, latched after,
+        INT_STATUS where it came with the first count, else 0; latched by)"""
         fast_rate = self.measured_rate_hz * (1.0 + CHIP_FAST_HEADROOM)
-        for _ in range(3):
-            high, low = self._read_block(reg.Register.FIFO_COUNTH, 2)
+        status = 0
+        for attempt in range(3):
+            if attempt == 0 and self._status_with_count:
+                status, answer = self._status_and_fifo_read(2)
+                high, low = answer[0], answer[1]
+                if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
+                    return (high << 8) | low, read_at, status, self._clock.monotonic()
+            else:
+                high, low = self._read_block(reg.Register.FIFO_COUNTH, 2)
+            latched_by = self._clock.monotonic()
             count = (high << 8) | low
             room_s = (self.part.fifo_bytes - count) / reg.SAMPLE_BYTES / fast_rate
             if self._clock.monotonic() - read_at < room_s:
                 break
             read_at = self._clock.monotonic()
-        return count, read_at
+        return count, read_at, status, latched_by
+
+    def _wire_seconds(self, data_bytes: int) -> float:
+        """The least time ``data_bytes`` take on the wire."""
+        bus_hz = self.bus_clock_hz or self._settings.bus_hz
+        return data_bytes * BITS_PER_BUS_BYTE / (bus_hz * BUS_CLOCK_FAST_MARGIN)
 
     def _learn_rate(self, read_at: float) -> None:
         """The chip's rate from the frames counted since the FIFO started. The count was
@@ -783,6 +869,22 @@ class MPU6050:
         for bit_field, field_value in assignments:
             value = bit_field.insert(value, field_value)
         self._write_byte(register, value)
+
+    def _status_and_fifo_read(self, length: int) -> tuple[int, bytes]:
+        """INT_STATUS, then ``length`` bytes from FIFO_COUNTH on, in one transaction:
+        two pointer writes, two reads, repeated STARTs, one STOP. (status, bytes)"""
+        status = i2c_msg.read(self._address, 1)
+        fifo = i2c_msg.read(self._address, length)
+        self._bus.i2c_rdwr(
+            i2c_msg.write(self._address, [reg.Register.INT_STATUS]),
+            status,
+            i2c_msg.write(self._address, [reg.Register.FIFO_COUNTH]),
+            fifo,
+        )
+        self.counters.transactions += 1
+        # address+W, register, address+R, status; address+W, register, address+R, data
+        self.counters.bus_bytes += 3 + 1 + 3 + length
+        return bytes(status)[0], bytes(fifo)
 
     def _burst_read(self, register: int, length: int) -> bytes:
         """One combined transaction: write ``register``, repeated start, read ``length``."""

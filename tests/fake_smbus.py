@@ -21,6 +21,7 @@ FIFO_COUNTH, FIFO_COUNTL, FIFO_R_W = 0x72, 0x73, 0x74
 USER_CTRL, PWR_MGMT_1, WHO_AM_I, INT_STATUS, FIFO_EN = 0x6A, 0x6B, 0x75, 0x3A, 0x23
 FIFO_SIZE = 1024
 SMBUS_BLOCK_MAX = 32
+I2C_M_RD = 0x0001
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Call:
     register: int
     length: int
     written: tuple[int, ...] = ()
+    #: For an i2c_rdwr: each read message's starting register and length, in order.
+    reads: tuple[tuple[int, int], ...] = ()
 
 
 class ManualClock:
@@ -54,8 +57,13 @@ class ManualClock:
 class FakeSMBus:
     """Registers in a dict, the FIFO in a bytearray, every call in ``calls``."""
 
-    def __init__(self, address: int = 0x68, who_am_i: int = 0x68) -> None:
+    def __init__(
+        self, address: int = 0x68, who_am_i: int = 0x68, *, reads_anywhere: bool = False
+    ) -> None:
         self.address = address
+        #: False: i2c-bcm2835, a read message only last in an i2c_rdwr (else EOPNOTSUPP);
+        #: True: i2c-gpio's bit algorithm, reads and writes in any order.
+        self.reads_anywhere = reads_anywhere
         self.registers: dict[int, int] = {WHO_AM_I: who_am_i, PWR_MGMT_1: 0x40}
         self.fifo = bytearray()
         self.calls: list[Call] = []
@@ -96,9 +104,11 @@ class FakeSMBus:
 
     # -- the smbus2 surface ---------------------------------------------------------------
 
-    def _enter(self, kind: str, address: int, register: int, length: int, written=()) -> None:
+    def _enter(
+        self, kind: str, address: int, register: int, length: int, written=(), reads=()
+    ) -> None:
         self._notify()
-        self.calls.append(Call(kind, register, length, tuple(written)))
+        self.calls.append(Call(kind, register, length, tuple(written), tuple(reads)))
         if self.failures:
             raise self.failures.pop(0)
         if address != self.address:
@@ -166,13 +176,29 @@ class FakeSMBus:
         self._notify()
 
     def i2c_rdwr(self, *messages: i2c_msg) -> None:
-        if len(messages) != 2 or messages[0].flags != 0 or messages[0].len != 1:
-            raise NotImplementedError("the fake models only write-register-then-read")
-        write, read = messages
-        register = bytes(write)[0]
-        self._enter("i2c_rdwr", write.addr, register, read.len)
-        data = self._read_from(register, read.len)
-        ctypes.memmove(read.buf, data, len(data))
+        """Each write message of one byte sets the pointer, each read reads from it."""
+        is_read = [bool(m.flags & I2C_M_RD) for m in messages]
+        if not self.reads_anywhere and any(is_read[:-1]):
+            raise OSError(errno.EOPNOTSUPP, "only one read message supported, has to be last")
+        reads: list[tuple[int, int]] = []
+        pointer: int | None = None
+        for message, reading in zip(messages, is_read, strict=True):
+            if reading:
+                if pointer is None:
+                    raise NotImplementedError("the fake models a read only after a pointer write")
+                reads.append((pointer, message.len))
+                pointer = None
+            elif message.len != 1:
+                raise NotImplementedError("the fake models only one-byte pointer writes here")
+            else:
+                pointer = bytes(message)[0]
+        register, length = reads[-1]
+        self._enter("i2c_rdwr", messages[0].addr, register, length, reads=tuple(reads))
+        for message, (start, count) in zip(
+            [m for m, r in zip(messages, is_read, strict=True) if r], reads, strict=True
+        ):
+            data = self._read_from(start, count)
+            ctypes.memmove(message.buf, data, len(data))
 
 
 if TYPE_CHECKING:

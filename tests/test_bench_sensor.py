@@ -25,6 +25,7 @@ from odar.harness.bench.sensor import (
     FaultTrace,
     FirstWarningsOnly,
     WireSnapshot,
+    lost_at_breaks,
     measure_stream,
     window_is_contiguous,
 )
@@ -255,11 +256,11 @@ def test_the_daemons_loop_is_measured_beside_todays_on_a_fast_chip_with_jitter()
     assert report["measured_rate_hz"] == pytest.approx(1050, rel=1e-3)
     assert report["targets"]["met"] and report["fifo_overflows"] == 0
     assert report["truth"]["samples_misaligned"] == 0 and report["windows"]["bad"] == 0
-    # Today's loop sleeps 42.5 ms after a read that itself takes ~12 ms on the wire: a 5 %
-    # fast chip overflows the FIFO there, so often that few whole windows are left.
+    # Today's loop sleeps 42.5 ms after each read: with the same driver (whose reads leave
+    # no backlog behind) it no longer overflows in virtual time, but a window waits in the
+    # FIFO for the next read, up to a poll interval and the sleep after it.
     today = report["today"]
-    assert today["fifo_overflows"] > 10
-    assert today["windows"]["count"] < report["windows"]["count"]
+    assert today["windows"]["ready_latency_p99_ms"] > 40
     assert report["windows"]["ready_latency_p99_ms"] < 20
 
 
@@ -286,3 +287,33 @@ def test_clone_part_silent_resets_and_stalls_are_each_detected_once() -> None:
     assert faults["overflows_detected"] == faults["chip_overflow_episodes"]
     assert report["fifo_bytes"] == 512
     assert report["faults_ok"] is True
+
+
+def test_after_silent_resets_the_loss_is_what_the_chip_took_and_nothing_is_unaccounted() -> None:
+    # A brown-out leaves the chip asleep until the driver notices: it takes no samples then,
+    # so the reader's estimate (elapsed time x rate) is more than what was lost. The truth
+    # record says what was taken: received + lost + unaccounted + left in the FIFO = taken.
+    report = bench_sensor.bench(
+        bench_args("--seconds", "125", "--silent-reset-every", "60", "--no-today"),
+        logging.getLogger("test.b.resets"),
+    )
+    taken = report["samples_produced_by_chip"]
+    assert report["faults"]["resets_detected"] == 2
+    assert report["samples_unaccounted"] == 0
+    assert report["samples_lost"] == report["truth"]["samples_not_delivered"] > 0
+    assert report["samples_lost_reader_estimate"] > report["samples_lost"]
+    assert (
+        report["samples_received"] + report["samples_lost"] + report["samples_left_in_fifo"]
+        == taken
+    )
+
+
+def test_loss_is_attributed_to_a_break_only_where_one_was_marked() -> None:
+    # Delivered samples 0..4 are the chip's 0, 1, 5, 6, 9: 3 skipped before the third
+    # (a marked break there), 2 skipped before the fifth (none marked: silent).
+    truth_index = np.array([0, 1, 5, 6, 9])
+    assert lost_at_breaks(truth_index, [2]) == 3
+    assert lost_at_breaks(truth_index, [2, 4]) == 5
+    assert lost_at_breaks(truth_index, []) == 0
+    # A misaligned sample (no match) between two matched ones does not hide the break.
+    assert lost_at_breaks(np.array([0, -1, 4]), [1]) == 3

@@ -103,6 +103,37 @@ def test_i2c_rdwr_refuses_what_i2c_dev_and_i2c_bcm2835_refuse(bus) -> None:
     assert bus.stats.transactions == 0  # refused before anything reached the wire
 
 
+def test_as_i2c_gpio_any_messages_go_in_one_transfer_each_write_moving_the_pointer(
+    clock, device
+) -> None:
+    # i2c-algo-bit's bit_xfer: a repeated START before each message after the first, one STOP.
+    bus = EmulatedSMBus(clock, bus_hz=100_000, adapter="i2c-gpio")
+    bus.attach(ADDRESS, device)
+    first, second = i2c_msg.read(ADDRESS, 1), i2c_msg.read(ADDRESS, 2)
+    bus.i2c_rdwr(
+        i2c_msg.write(ADDRESS, [0x3A]), first, i2c_msg.write(ADDRESS, [0x72]), second
+    )
+    assert list(first) == [0x3A] and list(second) == [0x72, 0x73]
+    assert bus.stats.transactions == 1
+    # 4 x (START + address) + 1 + 1 + 1 + 2 data bytes + STOP, each byte 9 bits with its ACK.
+    assert clock.monotonic() == pytest.approx(transaction_bits([1, 1, 1, 2]) / 100_000)
+    assert transaction_bits([1, 1, 1, 2]) == 4 * (1 + 9) + 5 * 9 + 1
+    with pytest.raises(OSError) as absent:
+        bus.read_byte_data(0x68, 0x75)
+    assert absent.value.errno == errno.ENXIO  # bit_doAddress: no ACK is ENXIO
+
+
+def test_the_pi_s_own_adapter_refuses_the_same_transfer_before_the_wire(bus) -> None:
+    status = i2c_msg.read(ADDRESS, 1)
+    with pytest.raises(OSError) as refused:
+        bus.i2c_rdwr(
+            i2c_msg.write(ADDRESS, [0x3A]), status, i2c_msg.write(ADDRESS, [0x72]),
+            i2c_msg.read(ADDRESS, 2),
+        )
+    assert refused.value.errno == errno.EOPNOTSUPP and bus.adapter == "i2c-bcm2835"
+    assert bus.stats.transactions == 0
+
+
 def test_no_device_at_the_address_is_a_nack_reported_as_eremoteio(bus) -> None:
     with pytest.raises(OSError) as raised:
         bus.read_byte_data(0x68, 0x75)

@@ -286,6 +286,72 @@ def test_1khz_stream_is_whole_samples_in_few_cheap_transactions() -> None:
     assert driver.counters.samples == delivered
 
 
+def test_where_the_adapter_allows_int_status_comes_with_every_count_in_the_same_transaction():
+    # i2c-gpio's bit algorithm takes [write 0x3A, read 1, write 0x72, read 2+n] as one
+    # transfer: INT_STATUS at every read, still one transaction a read.
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
+    bus = FakeSMBus(reads_anywhere=True)
+    clock = ManualClock()
+    driver = MPU6050(bus, settings, clock=clock)
+    Feeder(bus, clock, 1000)
+    driver.start()
+    assert driver.status_with_count and driver.read_mode == "burst"
+    bus.calls.clear()
+    bytes_before = driver.counters.bus_bytes
+    blocks = run_for(driver, clock, 2.0)
+
+    assert len(bus.calls) == len(blocks), "one transaction a read, none for INT_STATUS alone"
+    for call in bus.calls:
+        assert call.kind == "i2c_rdwr"
+        (status_at, status_length), (count_at, length) = call.reads
+        assert (status_at, status_length) == (reg.Register.INT_STATUS, 1)
+        assert count_at == FIFO_COUNTH and (length - 2) % reg.SAMPLE_BYTES == 0
+    # address+W, 0x3A, address+R, status; address+W, 0x72, address+R, count and frames
+    assert driver.counters.bus_bytes - bytes_before == sum(7 + c.length for c in bus.calls)
+    delivered = sum(len(b) for b in blocks)
+    assert delivered > 1900 and driver.counters.overflows == 0
+
+
+def test_an_overflow_raised_between_two_reads_is_seen_at_the_very_next_read(caplog):
+    # FIFO_OFLOW_INT (INT_STATUS bit 4, RM 4.16) set while the count is low: only INT_STATUS
+    # shows it, and it comes with the next read's count, not a quarter second later.
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
+    bus = FakeSMBus(reads_anywhere=True)
+    clock = ManualClock()
+    driver = MPU6050(bus, settings, clock=clock)
+    Feeder(bus, clock, 1000)
+    driver.start()
+    run_for(driver, clock, 1.0)
+    assert driver.counters.overflows == 0
+    bus.registers[reg.Register.INT_STATUS] = 0x10
+    clock.advance(0.010)  # far less than INT_STATUS_EVERY_S
+    with caplog.at_level(logging.WARNING):
+        block = driver.read()
+    assert driver.counters.overflows == 1 and len(block) == 0
+    assert any("INT_STATUS has FIFO_OFLOW_INT set" in r.message for r in caplog.records)
+    assert bus.registers[reg.Register.INT_STATUS] == 0, "read, so cleared"
+    later = run_for(driver, clock, 0.5)
+    assert later[0].gap or any(b.gap for b in later[:2]), "the next samples start a new stretch"
+    assert driver.counters.overflows == 1
+
+
+def test_an_adapter_that_refuses_it_is_said_once_and_int_status_is_read_on_its_own(caplog):
+    # i2c-bcm2835 takes one read message, the last: EOPNOTSUPP before anything is sent.
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
+    bus = FakeSMBus(reads_anywhere=False)
+    clock = ManualClock()
+    driver = MPU6050(bus, settings, clock=clock)
+    Feeder(bus, clock, 1000)
+    with caplog.at_level(logging.INFO):
+        driver.start()
+        blocks = run_for(driver, clock, 2.0)
+    refusals = [r for r in caplog.records if "refuses INT_STATUS and FIFO_COUNT" in r.message]
+    assert len(refusals) == 1 and "errno 95" in refusals[0].message
+    assert not driver.status_with_count
+    assert all(len(c.reads) <= 1 for c in bus.calls if c.kind == "i2c_rdwr")
+    assert sum(len(b) for b in blocks) > 1900 and driver.counters.overflows == 0
+
+
 def test_timestamps_are_continuous_and_track_the_clock_despite_jitter() -> None:
     settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
     bus, clock, driver = make(settings)

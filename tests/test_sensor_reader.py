@@ -7,7 +7,12 @@ import pytest
 
 from odar.drivers.emulated.clock import VirtualClock
 from odar.drivers.mpu6050 import SensorBlock
-from odar.sensor_reader import PRE_READ_SAMPLES, WINDOW_READ_MARGIN_S, SensorReader
+from odar.sensor_reader import (
+    PRE_READ_SAMPLES,
+    WINDOW_READ_MARGIN_S,
+    WINDOW_RETRY_PERIODS,
+    SensorReader,
+)
 
 
 class ScriptedSensor:
@@ -103,3 +108,37 @@ def test_a_recovering_driver_is_read_again_at_once_it_paces_itself() -> None:
     reader.step()
     starts = [at for at, _ in sensor.reads]
     assert starts[2] == pytest.approx(starts[1] + 0.050)  # no wait beyond the read itself
+
+
+def test_a_chip_that_stops_before_a_windows_end_is_not_read_back_to_back() -> None:
+    # A silent reset: the chip sleeps and delivers nothing, so the window's last sample never
+    # comes and its read is always overdue. Retries come WINDOW_RETRY_PERIODS apart, not as
+    # fast as the bus allows.
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.0002)
+    ring = Ring()
+    hop = 1000
+    reader = SensorReader(
+        sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
+    )
+    while clock.monotonic() < 0.9:
+        reader.step()
+    sensor.rate_hz = 0.0  # stopped: no sample is due any more
+    sensor.read = _stopped(sensor)  # type: ignore[method-assign]
+    before = len(sensor.reads)
+    while clock.monotonic() < 1.5:
+        reader.step()
+    stopped_reads = sensor.reads[before:]
+    gaps = np.diff([at for at, _ in stopped_reads])
+    assert all(exact for _, exact in stopped_reads[1:])
+    assert gaps.min() >= WINDOW_RETRY_PERIODS / 1000.0 - 1e-9
+    assert len(stopped_reads) <= 0.6 / (WINDOW_RETRY_PERIODS / 1000.0) + 2
+
+
+def _stopped(sensor: ScriptedSensor):
+    def read(exact: bool = False) -> SensorBlock:
+        sensor.reads.append((sensor.clock.monotonic(), exact))
+        sensor.clock.sleep(sensor.read_s)
+        return SensorBlock.empty()
+
+    return read

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from odar.drivers.clock import Clock
-from odar.drivers.emulated.bus import EmulatedSMBus, HostJitter
+from odar.drivers.emulated.bus import ADAPTER_BCM2835, EmulatedSMBus, HostJitter
 from odar.drivers.emulated.clock import VirtualClock
 from odar.drivers.emulated.motion import ActivityStream, MotionSource, Wearer
 from odar.drivers.emulated.mpu6050 import EmulatedMPU6050
@@ -54,6 +54,7 @@ def build_emulated_sensor(
     strict: bool = False,
     transaction_overhead_s: float = 0.0,
     jitter: HostJitter | None = None,
+    adapter: str = ADAPTER_BCM2835,
     **chip_options: Any,
 ) -> EmulatedSensor:
     """An emulated MPU-6050 at ``settings.address`` on bus ``settings.bus`` at ``settings.bus_hz``.
@@ -61,7 +62,8 @@ def build_emulated_sensor(
     ``clock`` defaults to a fresh :class:`VirtualClock` (tests, benches); pass a
     ``ScaledClock`` when threads really block (the daemon, the demo). ``who_am_i`` 0x70 or
     0x98 makes a clone; ``strict`` enforces the register map's stricter preconditions;
-    ``jitter`` makes the host late before transactions; ``chip_options`` go to
+    ``jitter`` makes the host late before transactions; ``adapter`` is the kernel driver the
+    bus behaves as (i2c-bcm2835, the Pi's own, or i2c-gpio); ``chip_options`` go to
     :class:`EmulatedMPU6050` (clock_offset, clock_drift_per_s, record_truth, ...).
     """
     clock = clock if clock is not None else VirtualClock()
@@ -71,6 +73,7 @@ def build_emulated_sensor(
         bus_number=settings.bus,
         transaction_overhead_s=transaction_overhead_s,
         jitter=jitter,
+        adapter=adapter,
     )
     chip = EmulatedMPU6050(motion, clock, who_am_i=who_am_i, strict=strict, **chip_options)
     bus.attach(settings.address, chip)

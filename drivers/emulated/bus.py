@@ -8,7 +8,15 @@ argument limits and the errors the Linux i2c-dev / i2c-bcm2835 stack reports on 
 * more than 42 messages in one ``i2c_rdwr`` (I2C_RDWR_IOCTL_MAX_MSGS) or a message longer than
   8192 bytes: ``OSError(22)`` (EINVAL) from i2c-dev;
 * a read message that is not the last of an ``i2c_rdwr``: ``OSError(95)`` (EOPNOTSUPP),
-  because i2c-bcm2835 supports only one read, at the end of a combined transfer.
+  because i2c-bcm2835 supports only one read, at the end of a combined transfer
+  (``bcm2835_i2c_xfer`` refuses before touching the wire and warns once in the kernel log:
+  "only one read message supported, has to be last").
+
+``adapter="i2c-gpio"`` models the bit-banged adapter instead (``i2c-algo-bit``'s
+``bit_xfer``): any sequence of reads and writes in one transfer, a repeated START before
+every message after the first, one STOP at the end; a NACK of the address is ``OSError(6)``
+(ENXIO, from ``bit_doAddress``). Either way each write message sets the device's register
+pointer and each read message continues from it, as on the wire.
 
 Bus-time model: each message costs a START or repeated START (1 bit time), the address byte
 (9 bits with its ACK) and 9 bits per data byte; the transaction ends with a STOP (1 bit time).
@@ -50,6 +58,13 @@ BITS_PER_BYTE = 9  # 8 data bits + ACK/NACK
 
 #: What i2c-bcm2835 advertises: plain I2C and SMBus emulated on top of it, without QUICK.
 BCM2835_FUNCS = I2cFunc.I2C | (I2cFunc.SMBUS_EMUL & ~I2cFunc.SMBUS_QUICK)
+#: What i2c-algo-bit (under i2c-gpio) advertises, of what smbus2 names.
+BIT_ALGO_FUNCS = I2cFunc.I2C | I2cFunc.NOSTART | I2cFunc.SMBUS_EMUL
+
+#: The Pi's adapters the bus can behave as (kernel driver names).
+ADAPTER_BCM2835 = "i2c-bcm2835"
+ADAPTER_GPIO = "i2c-gpio"
+ADAPTERS = (ADAPTER_BCM2835, ADAPTER_GPIO)
 
 
 class I2CTarget(Protocol):
@@ -146,7 +161,12 @@ class EmulatedSMBus:
         bus_number: int = 1,
         transaction_overhead_s: float = 0.0,
         jitter: HostJitter | None = None,
+        adapter: str = ADAPTER_BCM2835,
     ) -> None:
+        if adapter not in ADAPTERS:
+            raise EmulationError(
+                f"EmulatedSMBus: adapter {adapter!r} is not one of {', '.join(ADAPTERS)}"
+            )
         if not bus_hz > 0:
             raise EmulationError(f"EmulatedSMBus: bus_hz={bus_hz!r} must be > 0")
         if not transaction_overhead_s >= 0:
@@ -158,7 +178,7 @@ class EmulatedSMBus:
         self.bus_number = int(bus_number)
         # Host-side cost per transaction (ioctl, interrupt latency); 0 counts only the wire.
         self.transaction_overhead_s = float(transaction_overhead_s)
-        self.funcs = BCM2835_FUNCS
+        self.adapter = adapter
         self.address: int | None = None
         self.force = False
         self._devices: dict[int, I2CTarget] = {}
@@ -305,7 +325,7 @@ class EmulatedSMBus:
             if msg.len > I2C_RDWR_MAX_MESSAGE_BYTES:
                 raise _os_error(errno.EINVAL)
             is_read = bool(msg.flags & I2C_M_RD)
-            if is_read and position != len(i2c_msgs) - 1:
+            if is_read and position != len(i2c_msgs) - 1 and self.adapter == ADAPTER_BCM2835:
                 raise _os_error(errno.EOPNOTSUPP)
             if is_read:
                 messages.append(_Message(msg.addr, msg.len))
@@ -321,6 +341,15 @@ class EmulatedSMBus:
     @property
     def _name(self) -> str:
         return f"emulated i2c-{self.bus_number}"
+
+    @property
+    def funcs(self) -> I2cFunc:
+        """What the adapter advertises (smbus2 reads it with I2C_FUNCS)."""
+        return BCM2835_FUNCS if self.adapter == ADAPTER_BCM2835 else BIT_ALGO_FUNCS
+
+    @property
+    def _nack_errno(self) -> int:
+        return errno.EREMOTEIO if self.adapter == ADAPTER_BCM2835 else errno.ENXIO
 
     def _byte(self, value: int, what: str) -> int:
         # smbus2 would truncate silently through ctypes; refusing catches driver bugs.
@@ -365,7 +394,7 @@ class EmulatedSMBus:
                 if injected is not None:
                     error = _os_error(injected)
                 elif device is None or not device.acknowledge():
-                    error = _os_error(errno.EREMOTEIO)
+                    error = _os_error(self._nack_errno)
                 if error is not None:
                     lengths.append(0)  # the address byte went out; the master then stops
                     break
@@ -385,7 +414,7 @@ class EmulatedSMBus:
             cost = self.transaction_seconds(lengths) + stall
             counters = self._counters
             counters["transactions"] += 1
-            counters["nacks"] += error is not None and error.errno == errno.EREMOTEIO
+            counters["nacks"] += error is not None and error.errno == self._nack_errno
             counters["bytes_read"] += read
             counters["bytes_written"] += written
             counters["bus_seconds"] += cost

@@ -24,10 +24,10 @@ import numpy as np
 import yaml
 
 from odar.config import Config, load_config
-from odar.drivers.emulated.bus import HostJitter
+from odar.drivers.emulated.bus import ADAPTER_BCM2835, ADAPTERS, HostJitter
 from odar.drivers.emulated.mpu6050 import PARTS_BY_WHO_AM_I
 from odar.engine import Engine
-from odar.harness.bench.sensor import today_poll_interval_s
+from odar.harness.bench.sensor import WireSnapshot, today_poll_interval_s
 from odar.harness.data import DEMO_CONFIG, with_artifacts
 from odar.harness.demo import DemoRecorder
 from odar.harness.emulated_wearable import EmulatedWearable
@@ -66,6 +66,20 @@ DEFINITIONS = {
         "set (at least the VmRSS read below: the kernel's high-water mark can lag it); "
         "current_rss_mib: VmRSS from /proc/self/status at the end of the infer phase. "
         "Both include the emulator and this bench (a few MiB)"
+    ),
+    "sensor": (
+        "the driver's counters over the whole run, the faults injected, and, from the idle "
+        "meter's start (READY=1 + 1 virtual s) to the end, the stream's own bus traffic: "
+        "bus_transactions_per_second (one STOP each) per virtual second and bus_bytes_per_sample "
+        "(address and data bytes on the wire, as odar bench sensor counts them) per sample "
+        "delivered; adapter: the kernel I2C driver the emulated bus behaved as; "
+        "status_with_count: INT_STATUS read in the same transaction as FIFO_COUNT"
+    ),
+    "host_lateness": (
+        "a bench thread sleeping 10 ms at a time, in real time, all through the run: how much "
+        "later than asked it woke (p50, p99, max; wake-ups more than 25 ms late), and the "
+        "1-minute load average at the end. The sensor thread wakes the same way: at 1 kHz an "
+        "MPU-6050's FIFO holds 81 ms at +5 %, so a host this late overflows it"
     ),
     "startup": (
         "real seconds to READY=1: process_start_to_ready from the kernel's start time of this "
@@ -127,6 +141,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--stall-every", type=float, default=0.0, help="a 330 ms host stall every S virtual s"
+    )
+    parser.add_argument(
+        "--adapter",
+        choices=ADAPTERS,
+        default=ADAPTER_BCM2835,
+        help="the kernel I2C driver the emulated bus behaves as: i2c-bcm2835 (the Pi's own; "
+        "one read message, the last, per transfer) or i2c-gpio (any messages)",
     )
     parser.add_argument(
         "--baseline-loop",
@@ -220,12 +241,16 @@ class BenchRecorder(DemoRecorder):
 class IdleMeter(threading.Thread):
     """Process CPU time over a span of virtual time while the daemon sits idle."""
 
-    def __init__(self, daemon: Daemon, seconds: float) -> None:
+    def __init__(self, daemon: Daemon, seconds: float, bus: Any) -> None:
         super().__init__(name="bench-idle-meter", daemon=True)
         self._daemon = daemon
+        self._bus = bus
         self._seconds = seconds
         self.start_mark: CpuMark | None = None
         self.end_mark: CpuMark | None = None
+        #: The bus and the driver's samples where the meter starts: the stream's own traffic
+        #: is counted from there on (the start-up's configuration writes are not).
+        self.bus_start: tuple[float, WireSnapshot, int] | None = None
 
     def run(self) -> None:
         while self._daemon.ready_at is None:
@@ -237,6 +262,11 @@ class IdleMeter(threading.Thread):
         end = self._daemon.ready_at + self._seconds - BASELINE_MARGIN
         self._wait_for(clock, begin)
         self.start_mark = CpuMark.now(clock.monotonic())
+        self.bus_start = (
+            clock.monotonic(),
+            WireSnapshot.of(self._bus),
+            self._daemon.wearable.sensor.counters.samples,
+        )
         self._wait_for(clock, end)
         self.end_mark = CpuMark.now(clock.monotonic())
 
@@ -371,18 +401,52 @@ def run_once(args: argparse.Namespace, base: Config, daemon_type: type[Daemon]) 
         recorder = BenchRecorder(world.motion)
         notifier = TimingNotifier()
         daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
-        idle = IdleMeter(daemon, args.idle_seconds)
+        idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
         idle.start()
         unkind.start()
+        host = HostLatenessMeter()
+        host.start()
         status = world.run(daemon)
         unkind.stop.set()
+        host.stop.set()
         wall = time.monotonic() - run_called
         idle.join(timeout=1.0)
         report = summarise(daemon, recorder, notifier, idle, args, run_called, age_at_run)
         report["wall_seconds"] = round(wall, 2)
         report["exit_status"] = status
-        report["sensor"] = sensor_figures(daemon, world, unkind)
+        report["sensor"] = sensor_figures(daemon, world, unkind, idle.bus_start)
+        report["host_lateness"] = host.figures()
     return report
+
+
+class HostLatenessMeter(threading.Thread):
+    """How late this process's threads wake on this machine while the daemon runs: sleeps of
+    HOST_PROBE_S, each one's overshoot in real time. At 1 kHz the FIFO holds ~81 ms: a host
+    that leaves the sensor thread unscheduled for longer overflows it whatever the loop."""
+
+    def __init__(self) -> None:
+        super().__init__(name="bench-host-lateness", daemon=True)
+        self.stop = threading.Event()
+        self.overshoots: list[float] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            before = time.monotonic()
+            time.sleep(HOST_PROBE_S)
+            self.overshoots.append(time.monotonic() - before - HOST_PROBE_S)
+
+    def figures(self) -> dict[str, Any]:
+        late = np.asarray(self.overshoots) * 1e3
+        if not late.size:
+            return {"sleeps": 0}
+        return {
+            "sleeps": int(late.size),
+            "p50_ms": float(np.percentile(late, 50)),
+            "p99_ms": float(np.percentile(late, 99)),
+            "max_ms": float(late.max()),
+            "over_25_ms": int(np.count_nonzero(late > 25.0)),
+            "load_average_1min_at_end": os.getloadavg()[0],
+        }
 
 
 class Unkindness(threading.Thread):
@@ -417,6 +481,9 @@ class Unkindness(threading.Thread):
             )
 
 
+#: Real seconds each host-lateness probe sleeps.
+HOST_PROBE_S = 0.010
+
 #: The host stall of the issue's fault scenario.
 STALL_SECONDS = 0.330
 
@@ -425,6 +492,7 @@ def make_unkind(world: EmulatedWearable, args: argparse.Namespace) -> Unkindness
     """The chip and host of the arguments: clock error, jitter, part; faults on a thread."""
     chip, bus = world.sensor.chip, world.sensor.bus
     chip.clock_offset = args.chip_clock
+    bus.adapter = args.adapter
     if args.jitter:
         bus.jitter = HostJitter(seed=args.seed)
     if args.part != chip.peek(0x75):
@@ -433,9 +501,27 @@ def make_unkind(world: EmulatedWearable, args: argparse.Namespace) -> Unkindness
     return Unkindness(world, args.silent_reset_every, args.stall_every)
 
 
-def sensor_figures(daemon: Daemon, world: EmulatedWearable, unkind: Unkindness) -> dict[str, Any]:
+def sensor_figures(
+    daemon: Daemon,
+    world: EmulatedWearable,
+    unkind: Unkindness,
+    bus_start: tuple[float, WireSnapshot, int] | None,
+) -> dict[str, Any]:
     counters = daemon.wearable.sensor.counters
+    stream: dict[str, Any] = {}
+    if bus_start is not None:
+        began, wire, samples = bus_start
+        now, span = WireSnapshot.of(world.sensor.bus), world.wearable.clock.monotonic() - began
+        delivered = counters.samples - samples
+        stream = {
+            "stream_virtual_seconds": span,
+            "bus_transactions_per_second": (now.transactions - wire.transactions) / span,
+            "bus_bytes_per_sample": (now.wire_bytes - wire.wire_bytes) / max(1, delivered),
+        }
     return {
+        "adapter": world.sensor.bus.adapter,
+        "status_with_count": daemon.wearable.sensor.status_with_count,
+        **stream,
         "chip_clock_offset": world.sensor.chip.clock_offset,
         "jitter": world.sensor.bus.jitter is not None,
         "part": f"{world.sensor.chip.peek(0x75):#04x}",
@@ -619,6 +705,13 @@ def render(report: dict[str, Any]) -> str:
         "from building the Daemon",
         f"{report['epochs']} epochs trained; {report['wall_seconds']} s wall",
     ]
+    host = report.get("host_lateness")
+    if host and host.get("sleeps"):
+        lines.append(
+            f"host: 10 ms sleeps woke late by p50 {host['p50_ms']:.1f} ms, p99 "
+            f"{host['p99_ms']:.1f} ms, max {host['max_ms']:.0f} ms ({host['over_25_ms']} over "
+            f"25 ms); load average {host['load_average_1min_at_end']:.1f}"
+        )
     sensor = report.get("sensor")
     if sensor:
         lines.append(
@@ -629,4 +722,11 @@ def render(report: dict[str, Any]) -> str:
             f"{sensor['silent_resets_injected']} injected / {sensor['resets_detected']} "
             f"detected, stalls {sensor['stalls_injected']} injected"
         )
+        if "bus_transactions_per_second" in sensor:
+            lines.append(
+                f"bus ({sensor['adapter']}, INT_STATUS "
+                f"{'with every count' if sensor['status_with_count'] else 'on its own'}): "
+                f"{sensor['bus_transactions_per_second']:.1f} transactions/s, "
+                f"{sensor['bus_bytes_per_sample']:.2f} bytes/sample"
+            )
     return "\n".join(lines)

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from odar.drivers.emulated.bus import (
+    ADAPTER_BCM2835,
+    ADAPTERS,
     BITS_PER_BYTE,
     START_BITS,
     STOP_BITS,
@@ -56,11 +58,21 @@ from odar.windows import Window, WindowCutter
 DEFINITIONS = {
     "samples_expected": "floor(actual chip rate x virtual seconds)",
     "samples_received": "samples the reader delivered in blocks",
-    "samples_lost": "samples the reader itself counted as lost (the `lost` of its blocks)",
+    "samples_lost": (
+        "with the chip's truth record (the loops that keep one): samples the chip took and "
+        "nobody delivered, at a break the reader marked (a block with gap or lost); without "
+        "it (the per-register poller): the reader's own count"
+    ),
+    "samples_lost_reader_estimate": (
+        "the `lost` of the reader's blocks: its own estimate, elapsed time x rate since the "
+        "last delivered sample, which counts the time a silently reset chip slept and took "
+        "nothing"
+    ),
     "samples_unaccounted": (
         "emulator truth: samples the chip produced (plus those in the FIFO at the start) "
-        "minus received, minus counted lost, minus those still in the FIFO at the end; "
-        "> 0 is silent loss, < 0 is loss counted that the chip never produced"
+        "minus received, minus lost, minus those still in the FIFO at the end, so that "
+        "received + lost + unaccounted + left in the FIFO = what the chip took; > 0 is silent "
+        "loss (samples skipped where no break was marked)"
     ),
     "samples_produced_by_chip": "the emulated chip's own count over the run",
     "samples_left_in_fifo": "whole samples still in the chip's FIFO when the run ended",
@@ -140,6 +152,7 @@ class ChipConditions:
     stall_every_s: float = 0.0
     stall_s: float = 0.330
     seed: int = 0
+    adapter: str = ADAPTER_BCM2835
 
 
 #: Warnings a run shows on stderr before it only counts them.
@@ -288,6 +301,8 @@ class StreamRun:
     gaps: int = 0
     overflows: int = 0
     reported_bus_bytes: int = 0
+    #: Samples the truth record shows skipped at the reader's marked breaks (None: no record).
+    lost_by_truth: int | None = None
     chip_produced: int = 0
     fifo_at_start: int = 0
     fifo_at_end: int = 0
@@ -301,15 +316,17 @@ class StreamRun:
         assert self.wire is not None
         received = max(self.received, 1)
         driver_cpu = max(0.0, self.cpu_seconds - self.emulator_cpu_seconds)
+        lost = self.lost if self.lost_by_truth is None else self.lost_by_truth
         unaccounted = (
-            self.chip_produced + self.fifo_at_start - self.received - self.lost - self.fifo_at_end
+            self.chip_produced + self.fifo_at_start - self.received - lost - self.fifo_at_end
         )
         return {
             "seconds": self.seconds,
             "rate_hz": self.rate_hz,
             "samples_expected": math.floor(self.rate_hz * self.seconds + 1e-9),
             "samples_received": self.received,
-            "samples_lost": self.lost,
+            "samples_lost": lost,
+            "samples_lost_reader_estimate": self.lost,
             "samples_produced_by_chip": self.chip_produced,
             "samples_left_in_fifo": self.fifo_at_end,
             "samples_unaccounted": unaccounted,
@@ -342,10 +359,17 @@ class LoopTrace:
         self.stamps: list[np.ndarray] = []
         self.windows: list[tuple[int, float, float]] = []  # seq, t_end, ready at
         self.received = 0
+        #: Where (delivered sample number) each break the reader marked falls.
+        self.breaks: list[int] = []
+        self._break_pending = False
 
     def take(self, block: SensorBlock) -> None:
         ready_at = self.clock.monotonic()
+        self._break_pending |= block.gap or block.lost > 0
         if len(block):
+            if self._break_pending:
+                self.breaks.append(self.received)
+                self._break_pending = False
             self.samples.append(block.samples)
             self.stamps.append(block.timestamps)
             self.received += len(block)
@@ -366,6 +390,7 @@ class LoopTrace:
         bad_windows = int(np.count_nonzero(bad_before[ends] - bad_before[seqs]))
         latency = windows[:, 2] - windows[:, 1]
         return {
+            "lost_by_truth": lost_at_breaks(comparison.truth_index, self.breaks),
             "truth": comparison.summary(),
             "windows": {
                 "count": len(windows),
@@ -375,6 +400,22 @@ class LoopTrace:
                 "ready_latency_max_ms": float(latency.max() * 1e3) if latency.size else None,
             },
         }
+
+
+def lost_at_breaks(truth_index: np.ndarray, breaks: list[int]) -> int:
+    """Samples the chip took that were skipped between two delivered samples with a marked
+    break between them (``truth_index``: per delivered sample, its place in the chip's record,
+    -1 for none; ``breaks``: delivered sample numbers that start a marked break)."""
+    matched = np.flatnonzero(truth_index >= 0)
+    if matched.size < 2:
+        return 0
+    skipped = np.diff(truth_index[matched]) - 1
+    # A pair (a, b) of consecutive matched samples spans a break at k when a < k <= b.
+    marks = np.zeros(truth_index.size + 1, dtype=np.int64)
+    marks[np.asarray(breaks, dtype=np.int64)] = 1
+    before = np.cumsum(marks)
+    spans_break = before[matched[1:]] - before[matched[:-1]] > 0
+    return int(skipped[spans_break & (skipped > 0)].sum())
 
 
 def percentile_ms(values: np.ndarray, q: float) -> float | None:
@@ -407,6 +448,7 @@ def measure_stream(
             motion,
             who_am_i=conditions.who_am_i,
             jitter=HostJitter(seed=conditions.seed) if conditions.jitter else None,
+            adapter=conditions.adapter,
             clock_offset=conditions.clock_offset,
             clock_drift_per_s=conditions.clock_drift_per_s,
             record_truth=loop != "poll",
@@ -452,6 +494,7 @@ def measure_stream(
             run.extra = trace.figures(
                 sensor.chip.truth, si_scale(settings), WINDOW_SAMPLES * decimation
             )
+            run.lost_by_truth = run.extra.pop("lost_by_truth", None)
             run.extra["faults"] = {
                 "silent_resets_injected": faults.resets,
                 "stalls_injected": faults.stalls,
@@ -462,6 +505,7 @@ def measure_stream(
                 "warnings": tally.counts.get("warning", 0) - warnings_before,
             }
             run.extra["read_mode"] = reader.read_mode
+            run.extra["status_with_count"] = reader.status_with_count
             run.extra["fifo_bytes"] = reader.fifo_bytes
             run.extra["measured_rate_hz"] = reader.measured_rate_hz
     finally:
@@ -760,6 +804,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="auto: the combined read where proven; count-then-data: the kernel's way only",
     )
     parser.add_argument(
+        "--adapter",
+        choices=ADAPTERS,
+        default=ADAPTER_BCM2835,
+        help="the kernel I2C driver the emulated bus behaves as: i2c-bcm2835 (the Pi's own; "
+        "one read message, the last, per transfer) or i2c-gpio (any messages)",
+    )
+    parser.add_argument(
         "--no-today", action="store_true", help="skip the run of the loop the daemon had before"
     )
     parser.add_argument(
@@ -784,6 +835,7 @@ def conditions_from(args: argparse.Namespace) -> ChipConditions:
         stall_every_s=args.stall_every,
         stall_s=args.stall_seconds,
         seed=args.seed,
+        adapter=args.adapter,
     )
 
 
