@@ -24,10 +24,10 @@ import numpy as np
 import yaml
 
 from odar.config import Config, load_config
-from odar.drivers.emulated.bus import ADAPTER_BCM2835, ADAPTERS, HostJitter
+from odar.drivers.emulated.bus import HostJitter
 from odar.drivers.emulated.mpu6050 import PARTS_BY_WHO_AM_I
 from odar.engine import Engine
-from odar.harness.bench.sensor import WireSnapshot, today_poll_interval_s
+from odar.harness.bench.sensor import WireSnapshot, add_adapter_argument, today_poll_interval_s
 from odar.harness.data import DEMO_CONFIG, with_artifacts
 from odar.harness.demo import DemoRecorder
 from odar.harness.emulated_wearable import EmulatedWearable
@@ -142,13 +142,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--stall-every", type=float, default=0.0, help="a 330 ms host stall every S virtual s"
     )
-    parser.add_argument(
-        "--adapter",
-        choices=ADAPTERS,
-        default=ADAPTER_BCM2835,
-        help="the kernel I2C driver the emulated bus behaves as: i2c-bcm2835 (the Pi's own; "
-        "one read message, the last, per transfer) or i2c-gpio (any messages)",
-    )
+    add_adapter_argument(parser)
     parser.add_argument(
         "--baseline-loop",
         action="store_true",

@@ -754,6 +754,17 @@ def measure_disconnects(
 # -- the command ---------------------------------------------------------------------------
 
 
+def add_adapter_argument(parser: argparse.ArgumentParser) -> None:
+    """--adapter, for every bench whose emulated bus stands for a kernel I2C driver."""
+    parser.add_argument(
+        "--adapter",
+        choices=ADAPTERS,
+        default=ADAPTER_BCM2835,
+        help="the kernel I2C driver the emulated bus behaves as: i2c-bcm2835 (the Pi's own; "
+        "one read message, the last, per transfer) or i2c-gpio (any messages)",
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="sample rate, Hz")
     parser.add_argument("--seconds", type=float, default=600.0, help="virtual seconds")
@@ -803,13 +814,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "count-then-data"],
         help="auto: the combined read where proven; count-then-data: the kernel's way only",
     )
-    parser.add_argument(
-        "--adapter",
-        choices=ADAPTERS,
-        default=ADAPTER_BCM2835,
-        help="the kernel I2C driver the emulated bus behaves as: i2c-bcm2835 (the Pi's own; "
-        "one read message, the last, per transfer) or i2c-gpio (any messages)",
-    )
+    add_adapter_argument(parser)
     parser.add_argument(
         "--no-today", action="store_true", help="skip the run of the loop the daemon had before"
     )
