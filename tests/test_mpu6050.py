@@ -81,6 +81,17 @@ def run_for(driver: MPU6050, clock: ManualClock, seconds: float) -> list[SensorB
     return blocks
 
 
+def fed_at_1khz(reads_anywhere: bool) -> tuple[FakeSMBus, ManualClock, MPU6050]:
+    """A driver at 1 kHz on 400 kHz, its fake chip fed; *reads_anywhere*: the adapter takes
+    a read message that is not the last (i2c-gpio) or not (i2c-bcm2835)."""
+    bus = FakeSMBus(reads_anywhere=reads_anywhere)
+    clock = ManualClock()
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
+    driver = MPU6050(bus, settings, clock=clock)
+    Feeder(bus, clock, 1000)
+    return bus, clock, driver
+
+
 # -- raw bytes in, SI out -------------------------------------------------------------------
 
 
@@ -289,11 +300,7 @@ def test_1khz_stream_is_whole_samples_in_few_cheap_transactions() -> None:
 def test_where_the_adapter_allows_int_status_comes_with_every_count_in_the_same_transaction():
     # i2c-gpio's bit algorithm takes [write 0x3A, read 1, write 0x72, read 2+n] as one
     # transfer: INT_STATUS at every read, still one transaction a read.
-    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
-    bus = FakeSMBus(reads_anywhere=True)
-    clock = ManualClock()
-    driver = MPU6050(bus, settings, clock=clock)
-    Feeder(bus, clock, 1000)
+    bus, clock, driver = fed_at_1khz(reads_anywhere=True)
     driver.start()
     assert driver.status_with_count and driver.read_mode == "burst"
     bus.calls.clear()
@@ -315,11 +322,7 @@ def test_where_the_adapter_allows_int_status_comes_with_every_count_in_the_same_
 def test_an_overflow_raised_between_two_reads_is_seen_at_the_very_next_read(caplog):
     # FIFO_OFLOW_INT (INT_STATUS bit 4, RM 4.16) set while the count is low: only INT_STATUS
     # shows it, and it comes with the next read's count, not a quarter second later.
-    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
-    bus = FakeSMBus(reads_anywhere=True)
-    clock = ManualClock()
-    driver = MPU6050(bus, settings, clock=clock)
-    Feeder(bus, clock, 1000)
+    bus, clock, driver = fed_at_1khz(reads_anywhere=True)
     driver.start()
     run_for(driver, clock, 1.0)
     assert driver.counters.overflows == 0
@@ -337,11 +340,7 @@ def test_an_overflow_raised_between_two_reads_is_seen_at_the_very_next_read(capl
 
 def test_an_adapter_that_refuses_it_is_said_once_and_int_status_is_read_on_its_own(caplog):
     # i2c-bcm2835 takes one read message, the last: EOPNOTSUPP before anything is sent.
-    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
-    bus = FakeSMBus(reads_anywhere=False)
-    clock = ManualClock()
-    driver = MPU6050(bus, settings, clock=clock)
-    Feeder(bus, clock, 1000)
+    bus, clock, driver = fed_at_1khz(reads_anywhere=False)
     with caplog.at_level(logging.INFO):
         driver.start()
         blocks = run_for(driver, clock, 2.0)
