@@ -34,6 +34,7 @@ from odar.collector import Collector
 from odar.config import Config, load_config
 from odar.controls import Controls, Event, EventKind, Mode, Position, Run
 from odar.detector import Detection, Detector
+from odar.drivers.clock import SystemClock
 from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, RootRefusedError, StateError, StateWriteError
@@ -357,19 +358,16 @@ class Daemon:
     def _recompute_progress(self) -> Callable[[int, int], None]:
         """What SampleStore.open tells of a recompute: systemd's start limit pushed on, and
         STATUS says how far it got, at most every RECOMPUTE_NOTE_EVERY real seconds."""
-        next_note = 0.0
+        # Real time, not the wearable's clock: systemd's limits are on the wall.
+        limiter = RateLimiter(1.0 / RECOMPUTE_NOTE_EVERY, SystemClock())
 
         def progress(done: int, total: int) -> None:
-            nonlocal next_note
-            now = time.monotonic()
-            if now < next_note and done < total:
-                return
-            next_note = now + RECOMPUTE_NOTE_EVERY
-            self.notifier.extend_timeout(RECOMPUTE_EXTENSION)
-            self.notifier.status(
-                f"starting: features of the stored samples recomputed with the new bottleneck, "
-                f"{done} of {total} records"
-            )
+            if limiter.allow() or done == total:
+                self.notifier.extend_timeout(RECOMPUTE_EXTENSION)
+                self.notifier.status(
+                    f"starting: features of the stored samples recomputed with the new "
+                    f"bottleneck, {done} of {total} records"
+                )
 
         return progress
 
