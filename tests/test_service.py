@@ -508,6 +508,9 @@ def test_odar_run_speaks_sd_notify_reloads_on_sighup_and_saves_on_sigterm(
         # comes (later on a busy machine); the STATUS must say what the store holds (below).
         counts = [int(n) for n in re.findall(r"Class [AB] (\d+)", training)]
         assert len(counts) == 2 and all(n >= batch for n in counts), training
+        # The save at SIGTERM must hold a trained epoch: stop only once STATUS shows one.
+        while not re.search(r"epoch [1-9]", training):
+            training = manager.until("STATUS=")
 
         config_writer.write({"inference": {"threshold": 0.8}})
         process.send_signal(signal.SIGHUP)
