@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from odar import __version__, message_ids
+from odar import __version__, heap, message_ids
 from odar.class_names import class_index, display_names
 from odar.collector import Collector
 from odar.config import Config, load_config
@@ -186,6 +186,7 @@ def refuse_root(allow_root: bool, euid: int | None = None) -> None:
 def run(args: argparse.Namespace) -> int:
     refuse_root(args.allow_root)
     setup_logging("info")
+    heap.tune_malloc()  # before any thread: arenas made earlier stay
     config = load_config(args.config)
     setup_logging(config.logging.level)
     if config.sensor.backend == "emulated":

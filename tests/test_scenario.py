@@ -4,13 +4,14 @@ pressing real gpiozero buttons on MockFactory pins in virtual time."""
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 
-from odar.controls import Mode
+from odar.controls import Controls, Mode
 from odar.drivers.emulated.clock import VirtualClock
 from odar.drivers.emulated.motion import Wearer
 from odar.drivers.gpio import WearableButtons
@@ -250,3 +251,125 @@ def test_hang_names_a_daemon_thread(tmp_path):
     wrong = r"hang: 'trainer' is not one of \['sensor', 'windows'\]"
     with pytest.raises(ScenarioError, match=wrong):
         load_scenario(write_scenario(tmp_path, {"steps": [{"hang": "trainer"}]}))
+
+
+class ControlsProbe:
+    """A daemon seen from the scenario whose mode, class and running come from real
+    :class:`Controls` behind the real buttons; it loses the presses it is told to lose (a
+    starved daemon that took an earlier press in too late)."""
+
+    def __init__(self, buttons: WearableButtons, lose: set[int], batch_size: int = 1) -> None:
+        self.controls = Controls(2, batch_size, lambda: (5, 5))
+        self.stopping = False
+        self.presses = 0
+        self._lose = lose
+        handlers = {
+            "mode": self.controls.press_mode,
+            "class": self.controls.press_class,
+            "start": self.controls.press_start_stop,
+        }
+        buttons.bind(*(lambda name=name: self._pressed(handlers[name]) for name in PINS))
+
+    def _pressed(self, handler) -> None:
+        self.presses += 1
+        if self.presses not in self._lose:
+            handler()
+
+    def status(self) -> Status:
+        snapshot = self.controls.snapshot()
+        return Status(
+            mode=snapshot.mode,
+            running=snapshot.running,
+            class_index=snapshot.class_index,
+            counts=(5, 5),
+            epoch=0,
+            recent_losses=(),
+            ready=True,
+            stopping=False,
+        )
+
+    def request_stop(self) -> None:
+        self.stopping = True
+
+
+@pytest.mark.parametrize("lose", [set(), {1}, {2, 3}, {1, 4, 5}])
+def test_set_reaches_the_wanted_controls_though_presses_are_lost(
+    tmp_path, mock_factory, lose, caplog
+):
+    buttons = WearableButtons(*PINS.values(), pin_factory=mock_factory)
+    probe = ControlsProbe(buttons, lose)
+    clock = VirtualClock()
+    pins = {name: mock_factory.pin(number) for name, number in PINS.items()}
+    seen = []
+    steps = [
+        {"set": {"class": 1, "running": True}},  # Collect, class 0, stopped: class, start
+        {"set": {"mode": "train", "running": True}},  # mode (stops), start
+        {"set": {"mode": "infer", "running": True}},  # mode (stops), start
+        {"set": {"class": 0, "mode": "collect", "running": False}},  # mode, class
+    ]
+    caplog.set_level(logging.WARNING, logger="odar.harness.scenario")
+    for step in steps:
+        scenario = load_scenario(write_scenario(tmp_path, {"steps": [step]}))
+        player = ScenarioPlayer(
+            scenario, motion_of(), clock, pins, probe, Faults(lambda s: None, lambda s: None)
+        )
+        player.start()
+        assert player.finished.wait(30.0)
+        snapshot = probe.controls.snapshot()
+        seen.append((snapshot.mode, snapshot.class_index, snapshot.running))
+    buttons.close()
+    assert seen == [
+        (Mode.COLLECT, 1, True),
+        (Mode.TRAIN, 1, True),
+        (Mode.INFER, 1, True),
+        (Mode.COLLECT, 0, False),
+    ]
+    # Eight presses do it; each lost one costs one more.
+    assert probe.presses == 8 + len(lose)
+    assert not [r for r in caplog.records if "timed out" in r.getMessage()]
+
+
+def test_set_gives_up_at_its_timeout_when_the_daemon_refuses(tmp_path, mock_factory, caplog):
+    buttons = WearableButtons(*PINS.values(), pin_factory=mock_factory)
+    probe = ControlsProbe(buttons, lose=set(), batch_size=10)  # Train refuses to start
+    clock = VirtualClock()
+    pins = {name: mock_factory.pin(number) for name, number in PINS.items()}
+    caplog.set_level(logging.WARNING, logger="odar.harness.scenario")
+    scenario = load_scenario(
+        write_scenario(
+            tmp_path, {"steps": [{"set": {"mode": "train", "running": True, "timeout": 30}}]}
+        )
+    )
+    player = ScenarioPlayer(
+        scenario, motion_of(), clock, pins, probe, Faults(lambda s: None, lambda s: None)
+    )
+    player.start()
+    assert player.finished.wait(30.0)
+    buttons.close()
+    assert probe.controls.mode is Mode.TRAIN and not probe.controls.running
+    assert 30.0 <= clock.monotonic() <= 30.0 + 5.5
+    # One mode press, then a start every confirm period (5 s) until the 30 s are up.
+    assert 6 <= probe.presses <= 8
+    assert any(
+        "set mode train, running timed out (the daemon shows mode train, class 0, stopped)"
+        in r.getMessage()
+        for r in caplog.records
+    )
+
+
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ({"set": {}}, "set: name any of mode, class, running"),
+        ({"set": {"timeout": 5}}, "set: name any of mode, class, running"),
+        ({"set": {"mode": "sleep"}}, "set.mode: 'sleep' is not one of"),
+        ({"set": {"class": -1}}, "set.class: -1 is not a class index"),
+        ({"set": {"class": True}}, "set.class: True is not a class index"),
+        ({"set": {"running": "yes"}}, "set.running: 'yes' is not true or false"),
+        ({"set": {"running": True, "timeout": 0}}, "set.timeout: 0 is not seconds > 0"),
+        ({"set": "train"}, "set: expected a mapping"),
+    ],
+)
+def test_set_names_what_is_wrong(tmp_path, step, message):
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        load_scenario(write_scenario(tmp_path, {"steps": [step]}))

@@ -8,6 +8,7 @@ A scenario file (YAML) is a wearer and a list of steps, run in virtual time::
       - press: start               # Collect is selected: start collecting Class A
       - until: {collected: 30}     # until 30 samples of the selected class are stored
       - press: start               # stop
+      - set: {mode: train, running: true}   # press until the daemon shows this (see below)
       - until: {loss_settled: true, timeout: 600}
       - until: {stopped: true}     # until the run is over (training that stops by itself)
       - wait: 20                   # virtual seconds
@@ -18,7 +19,11 @@ A scenario file (YAML) is a wearer and a list of steps, run in virtual time::
       - end: stop                  # stop the daemon (demo); `idle` keeps it running
 
 Presses go through the real gpiozero buttons on the MockFactory's pins, so the daemon cannot
-tell them from a finger.
+tell them from a finger. A ``press`` is blind: on a starved machine a press can come before the
+daemon took the last one in, and every later press is then out of step. A ``set`` step is a
+wearer who feels each press's buzz: it names the mode, class and running state wanted, presses
+whichever button moves the daemon towards it, waits for the press to show in the daemon's
+status, and presses again if it did not; long runs (the soak bench) are scripted with it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 import yaml
 
+from odar.controls import Mode
 from odar.drivers.clock import Clock
 from odar.drivers.emulated.motion import ACTIVITIES, PLACEMENTS, ActivityStream, Wearer
 from odar.errors import ConfigError
@@ -51,6 +57,9 @@ ENDINGS = ("stop", "idle")
 PRESS_SECONDS = 0.1
 #: Checks of an `until` condition per virtual second.
 POLLS_PER_SECOND = 4
+#: How long a `set` step waits for one press to show in the daemon's status before it presses
+#: again (virtual seconds; a press is handled in well under one real second).
+SET_CONFIRM_SECONDS = 5.0
 
 
 class ScenarioError(ConfigError):
@@ -140,6 +149,8 @@ def _step(path: Path, index: int, raw: object) -> Step:
         return Step(kind, float(value))
     if kind == "until":
         return _until(where, value)
+    if kind == "set":
+        return _set(where, value)
     if kind in ("hang", "fail"):
         if value not in THREADS:
             raise ScenarioError(f"{where}: {kind}: {value!r} is not one of {list(THREADS)}")
@@ -150,7 +161,7 @@ def _step(path: Path, index: int, raw: object) -> Step:
         return Step(kind, value)
     raise ScenarioError(
         f"{where}: unknown step {kind!r} "
-        "(activity, press, wait, until, disconnect, stall, hang, fail, end)"
+        "(activity, press, set, wait, until, disconnect, stall, hang, fail, end)"
     )
 
 
@@ -181,6 +192,65 @@ def _until(where: str, value: object) -> Step:
     elif not isinstance(target, int) or isinstance(target, bool) or target < 0:
         raise ScenarioError(f"{where}: until.{condition}: {target!r} is not a whole number >= 0")
     return Step("until", (condition, target), float(timeout))
+
+
+@dataclass(frozen=True)
+class ControlsTarget:
+    """What a `set` step wants the daemon's controls to show; None: whatever they show."""
+
+    mode: Mode | None = None
+    class_index: int | None = None
+    running: bool | None = None
+
+    def next_press(self, status: Status) -> str | None:
+        """The button that moves the daemon towards the target, or None once it is there.
+
+        The class is chosen first: it can only change in Collect while stopped (a mode press
+        while running stops the run and moves on, as a wearer reaching for it means)."""
+        if self.class_index is not None and status.class_index != self.class_index:
+            if status.mode is not Mode.COLLECT:
+                return "mode"
+            return "start" if status.running else "class"
+        if self.mode is not None and status.mode is not self.mode:
+            return "mode"
+        if self.running is not None and status.running != self.running:
+            return "start"
+        return None
+
+    def describe(self) -> str:
+        wanted = [
+            f"mode {self.mode.value}" if self.mode is not None else "",
+            f"class {self.class_index}" if self.class_index is not None else "",
+            "" if self.running is None else ("running" if self.running else "stopped"),
+        ]
+        return ", ".join(part for part in wanted if part)
+
+
+def _set(where: str, value: object) -> Step:
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: set: expected a mapping, got {value!r}")
+    unknown = set(value) - {"mode", "class", "running", "timeout"}
+    if unknown or not set(value) - {"timeout"}:
+        raise ScenarioError(
+            f"{where}: set: name any of mode, class, running (and a timeout), got {value!r}"
+        )
+    mode = value.get("mode")
+    modes = [m.value for m in Mode]
+    if mode is not None and mode not in modes:
+        raise ScenarioError(f"{where}: set.mode: {mode!r} is not one of {modes}")
+    class_index = value.get("class")
+    if class_index is not None and (
+        not isinstance(class_index, int) or isinstance(class_index, bool) or class_index < 0
+    ):
+        raise ScenarioError(f"{where}: set.class: {class_index!r} is not a class index >= 0")
+    running = value.get("running")
+    if running is not None and not isinstance(running, bool):
+        raise ScenarioError(f"{where}: set.running: {running!r} is not true or false")
+    timeout = value.get("timeout", 60)
+    if not _is_seconds(timeout) or timeout <= 0:
+        raise ScenarioError(f"{where}: set.timeout: {timeout!r} is not seconds > 0")
+    target = ControlsTarget(None if mode is None else Mode(mode), class_index, running)
+    return Step("set", target, float(timeout))
 
 
 #: Virtual seconds of past activities a SwitchableMotion can still be asked about: far more
@@ -356,11 +426,9 @@ class ScenarioPlayer:
             self._log.info("scenario: the wearer is now %s", step.value)
             self._motion.switch(now, step.value)
         elif step.kind == "press":
-            pin = self._pins[step.value]
-            pin.drive_low()
-            self._sleep(PRESS_SECONDS)
-            pin.drive_high()
-            self._sleep(PRESS_SECONDS)
+            self._press(step.value)
+        elif step.kind == "set":
+            self._set(step)
         elif step.kind == "wait":
             self._sleep(step.value)
         elif step.kind == "disconnect":
@@ -379,6 +447,41 @@ class ScenarioPlayer:
             self._until(step)
         elif step.kind == "end" and step.value == "stop":
             self._daemon.request_stop()
+
+    def _press(self, button: str) -> None:
+        pin = self._pins[button]
+        pin.drive_low()
+        self._sleep(PRESS_SECONDS)
+        pin.drive_high()
+        self._sleep(PRESS_SECONDS)
+
+    def _set(self, step: Step) -> None:
+        target: ControlsTarget = step.value
+        deadline = self._clock.monotonic() + (step.timeout or 0.0)
+        while not self._ended():
+            before = self._daemon.status()
+            button = target.next_press(before)
+            if button is None:
+                return
+            if self._clock.monotonic() >= deadline:
+                self._log.warning(
+                    "scenario: set %s timed out (the daemon shows mode %s, class %d, %s)",
+                    target.describe(),
+                    before.mode.value,
+                    before.class_index,
+                    "running" if before.running else "stopped",
+                )
+                return
+            self._press(button)
+            # A refused start changes nothing: it is pressed again after the wait, as a
+            # wearer would after the refusal's buzz.
+            shown = (before.mode, before.class_index, before.running)
+            confirm = self._clock.monotonic() + SET_CONFIRM_SECONDS
+            while not self._ended() and self._clock.monotonic() < confirm:
+                now = self._daemon.status()
+                if (now.mode, now.class_index, now.running) != shown:
+                    break
+                self._sleep(1.0 / POLLS_PER_SECOND)
 
     def _until(self, step: Step) -> None:
         condition, target = step.value

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from odar import heap
 from odar.config import load_config
 from odar.harness.bench.daemon import bench_config, current_rss_kib
 from odar.harness.demo import DEMO_CONFIG
@@ -104,32 +105,24 @@ def count_logging() -> CountingStream:
 
 def soak_scenario(args: argparse.Namespace) -> dict[str, Any]:
     collect, train = args.collect_seconds, args.train_seconds
-    # gpiozero ignores a press within bounce_time (0.05 real s) of the last on that button:
-    # the wearer pauses after each press, for 0.1 real s.
-    pause = max(0.5, 0.1 * args.speed)
-    def press(button: str) -> list[dict[str, Any]]:
-        return [{"press": button}, {"wait": pause}]
-
+    # `set`, not blind presses: at speed 20 on a busy machine a press can be taken in late or
+    # lost to the buttons' bounce time, and a blind sequence then stays out of step for hours.
     hour: list[dict[str, Any]] = [
-        # From Collect, stopped, class A selected.
         {"activity": "sitting"},
-        *press("start"),
+        {"set": {"mode": "collect", "class": 0, "running": True}},
         {"wait": collect},
-        *press("start"),
-        *press("class"),
+        {"set": {"running": False}},
         {"activity": "walking"},
-        *press("start"),
+        {"set": {"class": 1, "running": True}},
         {"wait": collect},
-        *press("start"),
-        *press("class"),
-        *press("mode"),  # Train
-        *press("start"),
+        {"set": {"running": False}},
+        {"set": {"mode": "train", "running": True}},
         {"wait": train},
-        *press("start"),
-        *press("mode"),  # Infer
-        *press("start"),
+        # Training may have stopped by itself (its loss settled): then nothing is pressed.
+        {"set": {"running": False}},
+        {"set": {"mode": "infer", "running": True}},
     ]
-    back = [*press("start"), *press("mode")]  # back to Collect, stopped
+    back = [{"set": {"mode": "collect", "running": False}}]
     busy = sum(step.get("wait", 0.0) for step in hour + back)
     infer = args.hour_seconds - busy
     if infer <= 0:
@@ -279,6 +272,8 @@ def summarise(readings: list[Reading], args: argparse.Namespace, status: int) ->
 def run(args: argparse.Namespace) -> int:
     if not args.speed > 0 or not args.hours >= 1:
         raise SystemExit("odar bench soak: --speed must be > 0 and --hours >= 1")
+    # As `odar run` does before anything else (the emulated wearable's threads included).
+    heap.tune_malloc()
     journal = count_logging()
     base = load_config(args.config)
     print(
