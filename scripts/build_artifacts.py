@@ -460,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         l2=args.l2,
         optimizer=OptimizerSpec(name=args.optimizer, learning_rate=learning_rate),
     )
+    import tensorflow as tf
+
+    # initialize.tflite draws with an op seed fixed here: every interpreter starts the same
+    # sequence of fresh heads (without it a build from --pretrained, which never seeds
+    # TensorFlow, gave a different first head in every process)
+    tf.keras.utils.set_random_seed(args.seed)
     for name, make in HEAD_ARTIFACTS.items():
         (out_dir / f"{name}.tflite").write_bytes(to_tflite(make(spec)))
     build_info = {
