@@ -276,3 +276,13 @@ def test_posture_scorer_separates_known_clusters_and_scales_its_scores():
     assert scorer.train_accuracy == 1.0
     np.testing.assert_allclose(scores.std(axis=0), 2.0, rtol=1e-3)
     assert (np.argmax(scores, axis=1) == labels).all()
+
+
+def test_the_choice_scripts_numpy_sway_is_the_builders():
+    from artifact_builder import posture_scorer
+    from sit_stand_choice import sway
+
+    rng = np.random.default_rng(9)
+    windows = rng.normal(size=(3, 400, 6)).astype(np.float32) * [0.3, 0.3, 0.3, 0.05, 0.05, 0.05]
+    windows[..., 1] += 9.80665
+    np.testing.assert_allclose(posture_scorer.sway_of(windows), sway(windows), atol=1e-4)
