@@ -322,7 +322,7 @@ def scorers_command(directory: str) -> None:
     with_sway = np.concatenate([features, motion], 1)
     turned_with_sway = [np.concatenate([t, motion], 1) for t in turned]
     variants = [
-        ("linear on the 128 features (the shipped recipe)", features, [], 0),
+        ("linear on the 128 features (the previous set)", features, [], 0),
         ("linear, + 11 sway features", with_sway, [], 0),
         ("linear, + other subjects' mountings x3", features, turned, 0),
         ("linear, + sway + mountings", with_sway, turned_with_sway, 0),
