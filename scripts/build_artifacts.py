@@ -126,6 +126,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "0: none; needs --hapt on)",
     )
     p.add_argument(
+        "--activity-scorer",
+        choices=("posture", "linear"),
+        default="posture",
+        help="what computes the real activity scores: posture (a 32-unit classifier on the "
+        "features and 11 sway features, fit on the real windows and on copies turned by other "
+        "subjects' mountings; the default) or linear (a softmax regression on the features)",
+    )
+    p.add_argument(
         "--save-pretrained",
         type=Path,
         help="keep the pretrained base, classifier and standardisation features in DIR",
@@ -304,16 +312,11 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
         feature_size += activity_scorer.bias.shape[0]
         quality["real_activity_scorer_train_accuracy"] = round(activity_scorer.train_accuracy, 4)
     path = out_dir / "bottleneck.tflite"
-    path.write_bytes(
-        to_tflite(
-            bottleneck_function(
-                base,
-                WINDOW,
-                statistics,
-                None if activity_scorer is None else (activity_scorer.kernel, activity_scorer.bias),
-            )
-        )
-    )
+    if activity_scorer is None or hasattr(activity_scorer, "tf_scores"):
+        scorer = activity_scorer
+    else:
+        scorer = (activity_scorer.kernel, activity_scorer.bias)
+    path.write_bytes(to_tflite(bottleneck_function(base, WINDOW, statistics, scorer)))
     info = {
         "origin": "built",
         "architecture": f"scaling (accel/g, |a|, |w|) + Conv1D {list(spec.filters)} stride 2 "
@@ -335,7 +338,17 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
             f", then the scores of a linear classifier of HAPT's six activities fit on those "
             f"features of the real pretraining windows (standardised there, times "
             f"{args.real_activity_scores:g})"
-            if activity_scorer is not None
+            if activity_scorer is not None and args.activity_scorer == "linear"
+            else ""
+        )
+        + (
+            f", then the scores of a classifier of HAPT's six activities (one hidden layer of "
+            f"32 ReLU units) on those features and {len(activity_scorer.sway_mean)} sway "
+            f"features of the window (logs of motion magnitudes along and across gravity), "
+            f"fit on the real pretraining windows as recorded and on {POSTURE_COPIES} copies "
+            f"of them turned by other pretraining subjects' mountings (standardised on the "
+            f"windows as recorded, times {args.real_activity_scores:g})"
+            if activity_scorer is not None and args.activity_scorer == "posture"
             else ""
         ),
         "training_data": provenance,
@@ -345,22 +358,58 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
 
 
 def _real_activity_scorer(args: argparse.Namespace, base, statistics):
-    """The HAPT pretraining subjects' windows as recorded (no turned copies), through the
-    base and its standardisation, and a softmax regression of their activities on that."""
+    """The HAPT pretraining subjects' windows as recorded, through the base and its
+    standardisation, and a classifier of their activities on that: a softmax regression
+    (``--activity-scorer linear``) or the posture scorer, which also reads the window's sway
+    and is fit on copies turned by other subjects' mountings as well."""
     from artifact_builder import real_pretraining
 
     from odar.drivers.emulated import hapt
 
+    rng = np.random.default_rng(args.seed)
     real = real_pretraining.hapt_windows(
         hapt.load(args.hapt_pickle),
         real_pretraining.pretraining_subjects(),
-        np.random.default_rng(args.seed),
+        rng,
         max_per_class=6 if args.smoke else None,
     )
-    features = base.predict(real.windows, batch_size=256, verbose=0)
-    if statistics is not None:
-        features = (features - statistics[0]) / statistics[1]
-    return real_pretraining.fit_activity_scorer(features, real.labels, args.real_activity_scores)
+
+    def standardised(windows: np.ndarray) -> np.ndarray:
+        features = base.predict(windows, batch_size=256, verbose=0)
+        if statistics is None:
+            return features
+        return (features - statistics[0]) / statistics[1]
+
+    if args.activity_scorer == "linear":
+        return real_pretraining.fit_activity_scorer(
+            standardised(real.windows), real.labels, args.real_activity_scores
+        )
+    from artifact_builder import posture_scorer
+
+    rotations, owners = posture_scorer.walking_mountings(
+        real.windows, real.labels, real.window_subjects, real.window_recordings
+    )
+    features, sway = [standardised(real.windows)], posture_scorer.sway_of(real.windows)
+    if len(rotations) and len(np.unique(owners)) > 1:
+        for _ in range(POSTURE_COPIES):
+            turned = posture_scorer.remounted(
+                real.windows, real.window_subjects, real.window_recordings, rotations, owners, rng
+            )
+            features.append(standardised(turned))
+    copies = len(features)
+    return posture_scorer.fit_posture_scorer(
+        np.concatenate(features),
+        np.concatenate([sway] * copies),  # the sway does not turn with the device
+        np.concatenate([real.labels] * copies),
+        args.real_activity_scores,
+        seed=args.seed,
+        reference_rows=len(real.labels),
+        iterations=40 if args.smoke else 400,
+    )
+
+
+#: copies of the real pretraining windows turned by other subjects' mountings
+POSTURE_COPIES = 3
 
 
 def external_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:
@@ -411,6 +460,12 @@ def main(argv: list[str] | None = None) -> int:
         l2=args.l2,
         optimizer=OptimizerSpec(name=args.optimizer, learning_rate=learning_rate),
     )
+    import tensorflow as tf
+
+    # initialize.tflite draws with an op seed fixed here: every interpreter starts the same
+    # sequence of fresh heads (without it a build from --pretrained, which never seeds
+    # TensorFlow, gave a different first head in every process)
+    tf.keras.utils.set_random_seed(args.seed)
     for name, make in HEAD_ARTIFACTS.items():
         (out_dir / f"{name}.tflite").write_bytes(to_tflite(make(spec)))
     build_info = {

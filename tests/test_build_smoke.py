@@ -229,3 +229,60 @@ def test_activity_scorer_separates_known_clusters_and_scales_its_scores():
     assert scorer.train_accuracy == 1.0
     np.testing.assert_allclose(scores.std(axis=0), 2.0, rtol=1e-3)
     assert (np.argmax(scores, axis=1) == labels).all()
+
+
+def test_sway_features_do_not_turn_with_the_device_and_see_turning_about_gravity():
+    from artifact_builder import posture_scorer, real_pretraining
+
+    rng = np.random.default_rng(3)
+    window = np.zeros((2, 400, 6), np.float32)
+    window[:, :, 0] = 9.80665  # gravity along x
+    window[:, :, :3] += 0.05 * rng.normal(size=(2, 400, 3))
+    window[:, :, 3:] = 0.004 * rng.normal(size=(2, 400, 3))
+    window[1, :, 3] += 0.05 * np.sin(np.linspace(0, 8 * np.pi, 400))  # turning about gravity
+    sway = posture_scorer.sway_of(window)
+    assert sway.shape == (2, posture_scorer.SWAY_SIZE)
+    yaw = posture_scorer.SWAY_NAMES.index("log_std_gyro_along_gravity")
+    # std of 0.05 sin is 0.05 / sqrt 2; of the noise 0.004
+    assert sway[0, yaw] == pytest.approx(np.log(0.004), abs=0.15)
+    assert sway[1, yaw] == pytest.approx(np.log(np.hypot(0.05 / np.sqrt(2), 0.004)), abs=0.05)
+    turns = real_pretraining.small_rotations(rng, 2, 40.0)
+    turned = real_pretraining.rotate(window, turns).astype(np.float32)
+    np.testing.assert_allclose(posture_scorer.sway_of(turned), sway, atol=1e-3)
+
+
+def test_walking_mountings_turn_one_recordings_walking_direction_onto_the_others():
+    from artifact_builder import posture_scorer
+
+    windows = np.zeros((4, 400, 6), np.float32)
+    windows[:2, :, 0] = 9.8  # recording 0: gravity along x
+    windows[2:, :, 0], windows[2:, :, 2] = 9.8 * np.cos(0.2), 9.8 * np.sin(0.2)
+    labels, subjects, recordings = np.zeros(4, int), np.full(4, 7), np.array([0, 0, 1, 1])
+    rotations, owners = posture_scorer.walking_mountings(windows, labels, subjects, recordings)
+    assert owners.tolist() == [7, 7]
+    np.testing.assert_allclose(rotations[0] @ [1, 0, 0], [np.cos(0.2), 0, np.sin(0.2)], atol=1e-6)
+    np.testing.assert_allclose(rotations[1] @ rotations[0], np.eye(3), atol=1e-6)
+
+
+def test_posture_scorer_separates_known_clusters_and_scales_its_scores():
+    from artifact_builder import posture_scorer
+
+    rng = np.random.default_rng(5)
+    labels = np.repeat(np.arange(6), 30)
+    features = (4 * rng.normal(size=(6, 10)))[labels] + rng.normal(size=(180, 10))
+    sway = rng.normal(size=(180, posture_scorer.SWAY_SIZE))
+    scorer = posture_scorer.fit_posture_scorer(features, sway, labels, gain=2.0)
+    scores = scorer.scores(features, sway)
+    assert scorer.train_accuracy == 1.0
+    np.testing.assert_allclose(scores.std(axis=0), 2.0, rtol=1e-3)
+    assert (np.argmax(scores, axis=1) == labels).all()
+
+
+def test_the_choice_scripts_numpy_sway_is_the_builders():
+    from artifact_builder import posture_scorer
+    from sit_stand_choice import sway
+
+    rng = np.random.default_rng(9)
+    windows = rng.normal(size=(3, 400, 6)).astype(np.float32) * [0.3, 0.3, 0.3, 0.05, 0.05, 0.05]
+    windows[..., 1] += 9.80665
+    np.testing.assert_allclose(posture_scorer.sway_of(windows), sway(windows), atol=1e-4)

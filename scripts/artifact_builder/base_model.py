@@ -167,17 +167,18 @@ def bottleneck_function(
     base: tf.keras.Model,
     window: int,
     statistics: tuple[np.ndarray, np.ndarray] | None = None,
-    scorer: tuple[np.ndarray, np.ndarray] | None = None,
+    scorer=None,
 ):
     """The base as a named signature: ``window`` (1, 400, 6) -> ``features`` (1, F),
     standardised with *statistics* (mean, spread) when given, then followed by
-    ``features @ kernel + bias`` when *scorer* (kernel, bias) is given."""
+    ``features @ kernel + bias`` when *scorer* is a tuple (kernel, bias), or by
+    ``scorer.tf_scores(features, window)`` when it is an object (a PostureScorer)."""
     if statistics is None:
         offset, scale = None, None
     else:
         offset = tf.constant(statistics[0][None, :])
         scale = tf.constant((1.0 / statistics[1])[None, :])
-    if scorer is not None:
+    if isinstance(scorer, tuple):
         score_kernel, score_bias = tf.constant(scorer[0]), tf.constant(scorer[1][None, :])
 
     @tf.function(input_signature=[tf.TensorSpec((1, window, 6), tf.float32, name="window")])
@@ -185,8 +186,11 @@ def bottleneck_function(
         features = base(window_tensor, training=False)
         if offset is not None:
             features = (features - offset) * scale
-        if scorer is not None:
+        if isinstance(scorer, tuple):
             scores = tf.matmul(features, score_kernel) + score_bias
+            features = tf.concat([features, scores], axis=-1)
+        elif scorer is not None:  # reads the window too (a PostureScorer)
+            scores = scorer.tf_scores(features, window_tensor)
             features = tf.concat([features, scores], axis=-1)
         return {"features": features}
 

@@ -30,6 +30,8 @@ class RealSet:
     class_names: tuple[str, ...]  # "hapt:<activity>"
     labels: np.ndarray  # (m,) index into class_names
     subjects: tuple[int, ...]
+    window_subjects: np.ndarray  # (m,) the subject of each window
+    window_recordings: np.ndarray  # (m,) the recording's index within its subject
 
 
 def small_rotations(rng: np.random.Generator, count: int, max_degrees: float) -> np.ndarray:
@@ -66,19 +68,28 @@ def hapt_windows(
     if set(subjects) & set(hapt.TEST_SUBJECTS):
         raise ValueError(f"pretraining on UCI test subjects {sorted(set(subjects))} refused")
     chosen = [r for r in recordings if r.subject in subjects]
-    x, y, _, _ = hapt.windows(chosen, rate_hz=100.0, window=400, hop=hop)
+    x, y, who, recording = hapt.windows(chosen, rate_hz=100.0, window=400, hop=hop)
     if max_per_class is not None:
-        keep = np.concatenate(
-            [rng.permutation(np.flatnonzero(y == c))[:max_per_class] for c in np.unique(y)]
+        keep = np.sort(
+            np.concatenate(
+                [rng.permutation(np.flatnonzero(y == c))[:max_per_class] for c in np.unique(y)]
+            )
         )
-        x, y = x[np.sort(keep)], y[np.sort(keep)]
+        x, y, who, recording = x[keep], y[keep], who[keep], recording[keep]
     parts, labels = [x], [y]
     for _ in range(copies - 1):
         turned = rotate(x, small_rotations(rng, len(x), jitter_degrees)).astype(np.float32)
         parts.append(augment_amplitude(turned, rng))
         labels.append(y)
     names = tuple(f"{CLASS_PREFIX}:{activity}" for activity in hapt.ACTIVITIES)
-    return RealSet(np.concatenate(parts), names, np.concatenate(labels), tuple(subjects))
+    return RealSet(
+        np.concatenate(parts),
+        names,
+        np.concatenate(labels),
+        tuple(subjects),
+        np.tile(who, copies),
+        np.tile(recording, copies),
+    )
 
 
 def pretraining_subjects() -> tuple[int, ...]:
