@@ -12,14 +12,24 @@ chip 5 % fast or one read 10 ms late overflowed it. Here reads are planned on th
   the last timestamp and the chip's measured rate), a read comes ``WINDOW_READ_MARGIN_S`` plus
   half a period after it, reading the count first (``exact``) so that sample is in it. The
   grid before it is spaced evenly (never wider than the fill target) so that its last read
-  falls ``PRE_READ_SAMPLES`` before the window's end, keeping the window-end read short on
-  the bus. The window is then cut soon after its last sample, with one extra wake-up a hop.
+  (the pre-read) *ends* ``PRE_READ_SAMPLES`` before the window's end, keeping the window-end
+  read short on the bus. The window is then cut soon after its last sample, with one extra
+  wake-up a hop.
+
+A read is not instant: at 1 kHz and 400 kHz a grid read of ~50 frames is ~14 ms on the wire
+alone. A pre-read that *started* 16 samples before the window's end (as first built) ended
+after it, and the window read then carried the ~30 frames that came meanwhile (~8 ms more on
+the wire, measured with ``odar bench daemon --stages``). So the reader learns what its reads
+cost per sample (the median of its recent plain reads: wire, transactions, host) and starts
+the pre-read early enough for it to end in time.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,9 +39,15 @@ from odar.drivers.mpu6050 import SensorBlock
 
 #: After a window's last sample is due: room for the frame to be written and host jitter.
 WINDOW_READ_MARGIN_S = 0.0015
-#: The window-end read fetches at most about this many samples: at 400 kHz 16 samples are
-#: ~4.5 ms on the wire, which is window-to-motor latency.
-PRE_READ_SAMPLES = 16
+#: The window-end read fetches about this many samples: at 400 kHz 8 samples are ~2.2 ms on
+#: the wire, which is window-to-motor latency; fewer leave too little room for a pre-read
+#: that ends a little late.
+PRE_READ_SAMPLES = 8
+#: Reads whose cost per sample is learnt: plain (not exact) reads of at least this many
+#: samples (smaller ones are mostly per-transaction overhead) ...
+COST_MIN_SAMPLES = 8
+#: ... the median of this many of the latest (a stalled read does not move it).
+COST_READS = 15
 #: Reads closer together than this are merged into the earlier one.
 MIN_READ_SPACING_S = 0.002
 #: A window read that did not find the window's last sample (the chip slower than measured,
@@ -92,6 +108,13 @@ class SensorReader:
         # The window end the last window read was for, and the one the last plan aimed at.
         self._window_end_read: int | None = None
         self._window_end_planned: int | None = None
+        self._last_reason = "grid"
+        self._seconds_per_sample: deque[float] = deque(maxlen=COST_READS)
+
+    @property
+    def read_seconds_per_sample(self) -> float:
+        """What a plain read has cost per sample lately, from start to return (0: not known)."""
+        return statistics.median(self._seconds_per_sample) if self._seconds_per_sample else 0.0
 
     def plan(self, now: float) -> PlannedRead:
         """The next read after a read that ended at ``now``."""
@@ -102,9 +125,10 @@ class SensorReader:
         window_read = self._window_read_at()
         if window_read is None:
             return grid
-        pre_read = window_read - PRE_READ_SAMPLES / self.sensor.measured_rate_hz
-        ahead = pre_read - self._grid_from
-        if ahead < MIN_READ_SPACING_S:
+        rate = self.sensor.measured_rate_hz
+        pre_read_end = window_read - PRE_READ_SAMPLES / rate
+        ahead = pre_read_end - self._grid_from
+        if self._last_reason == "pre-read" or ahead < MIN_READ_SPACING_S:
             # The pre-read (or a grid read) was just done: now the window's end itself.
             at = max(window_read, now)
             if self._window_end_planned == self._window_end_read:
@@ -113,8 +137,12 @@ class SensorReader:
             return PlannedRead(at, True, "window")
         # Space the grid evenly so that its last read before the window is the pre-read.
         reads = math.ceil(ahead / interval - 1e-9)
-        at = max(self._grid_from + ahead / reads, now)
-        return PlannedRead(at, False, "pre-read" if reads == 1 else "grid")
+        if reads > 1:
+            return PlannedRead(max(self._grid_from + ahead / reads, now), False, "grid")
+        # The pre-read starts early enough to end on time: it carries the samples since the
+        # last read began, (at - grid_from) * rate, at its cost per sample.
+        at = self._grid_from + ahead / (1.0 + self.read_seconds_per_sample * rate)
+        return PlannedRead(max(at, now), False, "pre-read")
 
     def _window_read_at(self) -> float | None:
         if self.window_end_seq is None:
@@ -138,9 +166,12 @@ class SensorReader:
             self.clock.sleep(wait)
         started = self.clock.monotonic()
         block = self.sensor.read(exact=planned.exact)
+        if not planned.exact and len(block) >= COST_MIN_SAMPLES:
+            self._seconds_per_sample.append((self.clock.monotonic() - started) / len(block))
         if len(block) or block.gap:
             self.ring.append(block)
         self.reads[planned.reason] += 1
+        self._last_reason = planned.reason
         self._window_end_read = self._window_end_planned if planned.reason == "window" else None
         self._last_read_at = started
         # The grid counts from the planned time unless the read began much later.

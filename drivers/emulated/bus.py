@@ -22,6 +22,8 @@ Bus-time model: each message costs a START or repeated START (1 bit time), the a
 (9 bits with its ACK) and 9 bits per data byte; the transaction ends with a STOP (1 bit time).
 The clock is advanced by that time (``clock.sleep``) after the devices have seen the access,
 so a sample rate the bus cannot carry makes the emulated FIFO overflow as on the wearable.
+On a real-time clock the devices' own computing (the emulated chip producing the samples due)
+counts towards that time instead of adding to it: a real chip does that work in silicon.
 
 Host scheduling (:class:`HostJitter`, seeded): before the devices see a transaction the host
 may be late by a small random delay (the scheduler, the i2c-bcm2835 interrupt) and, now and
@@ -188,6 +190,10 @@ class EmulatedSMBus:
         self._pending_stalls: deque[float] = deque()
         self._pending_errors: deque[tuple[int, bool]] = deque()
         self.jitter = jitter
+        #: When set to a list, every transaction appends (issued, host lateness drawn, time on
+        #: the wire, the devices' computing, ended) on the bus's clock: what a bench needs to
+        #: split a read's time.
+        self.trace: list[tuple[float, float, float, float, float]] | None = None
         self.fd: int | None = -1  # not a real descriptor; None once closed, as in smbus2
 
     # ------------------------------------------------------------------ devices and faults
@@ -374,9 +380,13 @@ class EmulatedSMBus:
         with self._lock:
             if self.fd is None:
                 raise _os_error(errno.EBADF)
+            issued = self.clock.monotonic() if self.trace is not None else 0.0
+            late = 0.0
             if self.jitter is not None:
                 # The host is late issuing the transaction: the devices see it later.
-                self.clock.sleep(self.jitter.draw())
+                late = self.jitter.draw()
+                self.clock.sleep(late)
+            seen = self.clock.monotonic()
             stall = self._pending_stalls.popleft() if self._pending_stalls else 0.0
             injected, mid_burst = (
                 self._pending_errors.popleft() if self._pending_errors else (None, False)
@@ -419,8 +429,13 @@ class EmulatedSMBus:
             counters["bytes_written"] += written
             counters["bus_seconds"] += cost
             counters["stall_seconds"] += stall
-            # Held under the lock: while one transaction is on the wire the bus is busy.
-            self.clock.sleep(cost)
+            # Held under the lock: while one transaction is on the wire the bus is busy. The
+            # emulated devices' own computing (a wearer's motion for every sample due) is what
+            # a real chip does in silicon meanwhile: it overlaps the wire time, not adds to it.
+            computing = self.clock.monotonic() - seen
+            self.clock.sleep(cost - computing)
+            if self.trace is not None:
+                self.trace.append((issued, late, cost, computing, self.clock.monotonic()))
             if error is not None:
                 raise error
             return results
