@@ -43,6 +43,8 @@ STAGES = {
     "wake_and_cut": "the block in the ring -> the window thread has cut the window",
     "compute": "the window cut -> the motor told (bottleneck, head, detector)",
     "total": "the window's last sample due -> the motor told (what the wearer feels)",
+    "total_less_emulation": "total less host_jitter and emulator_over_wire: the same window "
+    "with the chip's work done in silicon and no lateness injected on top of this host's own",
     "timestamp_error": "the window's t_end (the driver's stamp) minus when the sample was due",
 }
 
@@ -79,6 +81,10 @@ def stage_seconds(times: WindowTimes) -> dict[str, np.ndarray]:
         "wake_and_cut": times.cut - times.in_ring,
         "compute": times.decided - times.cut,
         "total": times.decided - times.due,
+        "total_less_emulation": times.decided
+        - times.due
+        - times.jitter
+        - times.emulator_over_wire,
         "timestamp_error": times.t_end - times.due,
     }
 
