@@ -88,6 +88,8 @@ DEFINITIONS = {
         "with --stages, per inferred window whose last sample the chip's ground truth "
         "matched, on the world's clock, p50 / p99 / max ms of: "
         + "; ".join(f"{name}: {what}" for name, what in STAGES.items())
+        + ". truth: every delivered sample looked up in the chip's record (misaligned: "
+        "matches no sample the chip took; settling: taken while the gyro settled)"
     ),
     "startup": (
         "real seconds to READY=1: process_start_to_ready from the kernel's start time of this "
@@ -420,7 +422,8 @@ def run_once(args: argparse.Namespace, base: Config, daemon_type: type[Daemon]) 
         unkind = make_unkind(world, args)
         stages = None
         if args.stages:
-            truth, bus_trace = GroundTruth(), []
+            truth = GroundTruth()
+            bus_trace: list[tuple[float, float, float, float, float]] = []
             world.sensor.chip.truth, world.sensor.bus.trace = truth, bus_trace
             stages = StageTrace(world.wearable.clock, truth, bus_trace)
         recorder = BenchRecorder(world.motion, stages)
@@ -444,6 +447,7 @@ def run_once(args: argparse.Namespace, base: Config, daemon_type: type[Daemon]) 
         if stages is not None:
             times = stages.window_times(si_scale(config.sensor.settings))
             report["latency_stages"] = stage_figures(times) if times is not None else None
+            report["truth"] = stages.truth_summary
     return report
 
 

@@ -151,6 +151,8 @@ class StageTrace:
         self._block_sizes: list[int] = []
         self._cut_at: dict[float, float] = {}
         self._inferred: list[tuple[float, float]] = []  # t_end, decided
+        #: Every delivered sample against the chip's record, once window_times has run.
+        self.truth_summary: dict[str, float | int] | None = None
 
     def block_read(self, block: SensorBlock) -> None:
         now = self.clock.monotonic()
@@ -177,6 +179,7 @@ class StageTrace:
         comparison = compare_with_truth(
             self.truth, to_raw(np.concatenate(self._samples), scale), stamps
         )
+        self.truth_summary = comparison.summary()
         truth_times = self.truth.arrays()[0]
         due_of_sample = np.full(stamps.shape, np.nan)
         matched = comparison.truth_index >= 0
