@@ -23,7 +23,7 @@ Bus-time model: each message costs a START or repeated START (1 bit time), the a
 The clock is advanced by that time (``clock.sleep``) after the devices have seen the access,
 so a sample rate the bus cannot carry makes the emulated FIFO overflow as on the wearable.
 On a real-time clock the devices' own computing (the emulated chip producing the samples due)
-counts towards that time instead of adding to it: a real chip does that work in silicon.
+adds to that time; the transaction trace (``trace``) says how much.
 
 Host scheduling (:class:`HostJitter`, seeded): before the devices see a transaction the host
 may be late by a small random delay (the scheduler, the i2c-bcm2835 interrupt) and, now and
@@ -429,11 +429,12 @@ class EmulatedSMBus:
             counters["bytes_written"] += written
             counters["bus_seconds"] += cost
             counters["stall_seconds"] += stall
-            # Held under the lock: while one transaction is on the wire the bus is busy. The
-            # emulated devices' own computing (a wearer's motion for every sample due) is what
-            # a real chip does in silicon meanwhile: it overlaps the wire time, not adds to it.
+            # Held under the lock: while one transaction is on the wire the bus is busy. On a
+            # real-time clock the devices' own computing (the wearer's motion for the samples
+            # due) comes on top: it must, as the chip latches what it answers after it, and
+            # the answer cannot be back sooner than its wire time after the latch.
             computing = self.clock.monotonic() - seen
-            self.clock.sleep(cost - computing)
+            self.clock.sleep(cost)
             if self.trace is not None:
                 self.trace.append((issued, late, cost, computing, self.clock.monotonic()))
             if error is not None:

@@ -35,15 +35,15 @@ STAGES = {
     "wait_for_read": "the window's last sample due on the chip's clock -> the read issued",
     "host_jitter": "the emulated host's injected lateness inside that read",
     "bus_wire": "the read's transactions' time on the wire (bits at the bus clock, stalls)",
-    "emulator_over_wire": "the emulated chip's computing (the wearer's motion for the samples "
-    "due) beyond the wire time it overlaps: a cost of the emulation, not of the product",
+    "emulator": "the emulated chip's computing inside the read (the wearer's motion for the "
+    "samples due, on this host's CPU): a cost of the emulation, which a chip does in silicon",
     "read_host": "the rest of the read: the driver's Python between and around its "
     "transactions, the host's sleep overshoot, waits for the GIL",
     "to_ring": "the read returned -> the block in the ring buffer (decode, stamp, append)",
     "wake_and_cut": "the block in the ring -> the window thread has cut the window",
     "compute": "the window cut -> the motor told (bottleneck, head, detector)",
     "total": "the window's last sample due -> the motor told (what the wearer feels)",
-    "total_less_emulation": "total less host_jitter and emulator_over_wire: the same window "
+    "total_less_emulation": "total less host_jitter and emulator: the same window "
     "with the chip's work done in silicon and no lateness injected on top of this host's own",
     "timestamp_error": "the window's t_end (the driver's stamp) minus when the sample was due",
 }
@@ -58,7 +58,7 @@ class WindowTimes:
     issued: np.ndarray
     jitter: np.ndarray
     wire: np.ndarray
-    emulator_over_wire: np.ndarray
+    emulator: np.ndarray
     ended: np.ndarray
     in_ring: np.ndarray
     cut: np.ndarray
@@ -71,12 +71,12 @@ def stage_seconds(times: WindowTimes) -> dict[str, np.ndarray]:
         "wait_for_read": times.issued - times.due,
         "host_jitter": times.jitter,
         "bus_wire": times.wire,
-        "emulator_over_wire": times.emulator_over_wire,
+        "emulator": times.emulator,
         "read_host": times.ended
         - times.issued
         - times.jitter
         - times.wire
-        - times.emulator_over_wire,
+        - times.emulator,
         "to_ring": times.in_ring - times.ended,
         "wake_and_cut": times.cut - times.in_ring,
         "compute": times.decided - times.cut,
@@ -84,7 +84,7 @@ def stage_seconds(times: WindowTimes) -> dict[str, np.ndarray]:
         "total_less_emulation": times.decided
         - times.due
         - times.jitter
-        - times.emulator_over_wire,
+        - times.emulator,
         "timestamp_error": times.t_end - times.due,
     }
 
@@ -111,7 +111,7 @@ def read_spans(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each read that ended in a block appended at ``block_at`` (after the block before it,
     at ``previous_block_at``): its first transaction's issue; its transactions' injected
-    lateness, wire time and the emulator's computing beyond the wire time; its last
+    lateness, wire time and the emulated devices' computing; its last
     transaction's end. ``trace`` (n, 5): issued, lateness, wire, computing, ended, in order
     (one thread reads the bus). A read with no transaction traced gives NaN."""
     nan = np.full(block_at.shape, np.nan)
@@ -132,7 +132,7 @@ def read_spans(
         np.where(some, issued[safe_first], np.nan),
         summed(late),
         summed(wire),
-        summed(np.maximum(computing - wire, 0.0)),
+        summed(computing),
         np.where(some, ended[safe_last], np.nan),
     )
 
@@ -189,7 +189,7 @@ class StageTrace:
         block_at = np.asarray(self._block_at)
         previous_at = np.r_[-np.inf, block_at[:-1]]
         trace = np.asarray(self.bus_trace, dtype=np.float64).reshape(-1, 5)
-        issued, jitter, wire, over_wire, ended = read_spans(trace, previous_at, block_at)
+        issued, jitter, wire, computing, ended = read_spans(trace, previous_at, block_at)
 
         order = np.argsort(stamps, kind="stable")
         rows = []
@@ -205,7 +205,7 @@ class StageTrace:
                 issued[block],
                 jitter[block],
                 wire[block],
-                over_wire[block],
+                computing[block],
                 ended[block],
                 block_at[block],
                 self._cut_at[t_end],
