@@ -611,12 +611,11 @@ class MPU6050:
                 answer = self._burst_read(reg.Register.FIFO_COUNTH, length)
             count = (answer[0] << 8) | answer[1]
             payload = memoryview(answer)[2:]
-            returned = self._clock.monotonic()
-            latched_by = max(read_at, returned - self._wire_seconds(len(payload)))
-            latched_at = max(read_at, returned - self._wire_seconds(len(answer), nominal=True))
+            latched_by = max(
+                read_at, self._clock.monotonic() - self._wire_seconds(len(payload))
+            )
         else:
             count, read_at, status, latched_by = self._fresh_count(read_at)
-            latched_at = max(read_at, latched_by - self._wire_seconds(2, nominal=True))
             wanted = min(count, self.part.fifo_bytes) // reg.SAMPLE_BYTES
             wanted = min(wanted, I2C_MAX_MESSAGE_BYTES // reg.SAMPLE_BYTES)
             if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
@@ -659,12 +658,9 @@ class MPU6050:
         if wanted == 0:
             return SensorBlock.empty()
         samples = raw_to_si(payload[: wanted * reg.SAMPLE_BYTES], self._scale)
-        # The newest frame at the count was sampled within the period before the count was
-        # latched: centre it there. The latch is the transaction's return less the count's
-        # and the frames' wire time, not read_at: a host late to issue the transaction (a
-        # wake-up, the GIL; several ms under load) would stamp every sample that much early.
+        # The newest frame at the count was sampled within the period before it: centre it.
         period = 1.0 / self.measured_rate_hz
-        newest_read = latched_at - (self._leftover_samples + 0.5) * period
+        newest_read = read_at - (self._leftover_samples + 0.5) * period
         timestamps = self._stamp(wanted, newest_read, period)
         block = SensorBlock(timestamps, samples, self._pending_lost, self._pending_gap)
         self._pending_lost = 0
@@ -697,11 +693,10 @@ class MPU6050:
             read_at = self._clock.monotonic()
         return count, read_at, status, latched_by
 
-    def _wire_seconds(self, data_bytes: int, nominal: bool = False) -> float:
-        """The least time ``data_bytes`` take on the wire (``nominal``: at the bus clock)."""
+    def _wire_seconds(self, data_bytes: int) -> float:
+        """The least time ``data_bytes`` take on the wire."""
         bus_hz = self.bus_clock_hz or self._settings.bus_hz
-        margin = 1.0 if nominal else BUS_CLOCK_FAST_MARGIN
-        return data_bytes * BITS_PER_BUS_BYTE / (bus_hz * margin)
+        return data_bytes * BITS_PER_BUS_BYTE / (bus_hz * BUS_CLOCK_FAST_MARGIN)
 
     def _learn_rate(self, read_at: float) -> None:
         """The chip's rate from the frames counted since the FIFO started. The count was

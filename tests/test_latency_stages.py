@@ -20,8 +20,8 @@ def one_window(**moments: float) -> WindowTimes:
 
 def test_the_stages_of_one_window_add_up_to_its_latency() -> None:
     # Due at 10.000 s; the read issued 2 ms later, 0.4 ms of it injected lateness, 5 ms on the
-    # wire, the emulated chip computing 1 ms, back at 10.010; in the ring 0.3 ms later,
-    # cut 0.7 ms later, decided 2 ms later. The driver stamped the sample 0.2 ms late.
+    # wire, the emulated chip computing 1 ms beyond the wire, back at 10.010; in the ring
+    # 0.3 ms later, cut 0.7 ms later, decided 2 ms later. The driver stamped it 0.2 ms late.
     times = one_window(
         due=10.000,
         t_end=10.0002,
@@ -62,7 +62,7 @@ def test_a_read_is_the_transactions_between_the_block_before_and_its_own() -> No
     trace = np.array(
         [
             [1.000, 0.0001, 0.004, 0.001, 1.005],  # read 1: one transaction
-            [1.050, 0.0002, 0.0002, 0.002, 1.053],  # read 2: the count (computing 2 ms)
+            [1.050, 0.0002, 0.0002, 0.002, 1.053],  # read 2: the count (computing 1.8 ms over)
             [1.053, 0.0003, 0.003, 0.001, 1.057],  # read 2: the data
         ]
     )
@@ -72,6 +72,6 @@ def test_a_read_is_the_transactions_between_the_block_before_and_its_own() -> No
     np.testing.assert_allclose(issued[:2], [1.000, 1.050])
     np.testing.assert_allclose(late[:2], [0.0001, 0.0005])
     np.testing.assert_allclose(wire[:2], [0.004, 0.0032])
-    np.testing.assert_allclose(over[:2], [0.001, 0.003])
+    np.testing.assert_allclose(over[:2], [0.0, 0.0018])
     np.testing.assert_allclose(ended[:2], [1.005, 1.057])
     assert np.isnan([issued[2], late[2], wire[2], over[2], ended[2]]).all()

@@ -22,8 +22,10 @@ Bus-time model: each message costs a START or repeated START (1 bit time), the a
 (9 bits with its ACK) and 9 bits per data byte; the transaction ends with a STOP (1 bit time).
 The clock is advanced by that time (``clock.sleep``) after the devices have seen the access,
 so a sample rate the bus cannot carry makes the emulated FIFO overflow as on the wearable.
-On a real-time clock the devices' own computing (the emulated chip producing the samples due)
-adds to that time; the transaction trace (``trace``) says how much.
+Every message of a transaction reaches its devices at the moment the transaction does (a
+device with ``begin_transaction(moment)`` is told it). On a real-time clock the devices' own
+computing (the emulated chip producing the samples due) overlaps that time, as a chip's work
+in silicon would, and lengthens the transaction only beyond it; ``trace`` says how much.
 
 Host scheduling (:class:`HostJitter`, seeded): before the devices see a transaction the host
 may be late by a small random delay (the scheduler, the i2c-bcm2835 interrupt) and, now and
@@ -399,26 +401,37 @@ class EmulatedSMBus:
             lengths: list[int] = []
             error: OSError | None = None
             read = written = 0
-            for message in messages:
-                device = self._devices.get(message.address)
-                if injected is not None:
-                    error = _os_error(injected)
-                elif device is None or not device.acknowledge():
-                    error = _os_error(self._nack_errno)
-                if error is not None:
-                    lengths.append(0)  # the address byte went out; the master then stops
-                    break
-                assert device is not None
-                if message.read_length is None:
-                    device.write(message.payload)
-                    results.append(b"")
-                    lengths.append(len(message.payload))
-                    written += len(message.payload)
-                else:
-                    data = bytes(device.read(message.read_length))
-                    results.append(data)
-                    lengths.append(len(data))
-                    read += len(data)
+            # Every message of the transaction reaches its devices at one moment.
+            addresses = dict.fromkeys(m.address for m in messages)
+            present = [d for a in addresses if (d := self._devices.get(a)) is not None]
+            for device in present:
+                if hasattr(device, "begin_transaction"):
+                    device.begin_transaction(seen)
+            try:
+                for message in messages:
+                    device = self._devices.get(message.address)
+                    if injected is not None:
+                        error = _os_error(injected)
+                    elif device is None or not device.acknowledge():
+                        error = _os_error(self._nack_errno)
+                    if error is not None:
+                        lengths.append(0)  # the address byte went out; the master then stops
+                        break
+                    assert device is not None
+                    if message.read_length is None:
+                        device.write(message.payload)
+                        results.append(b"")
+                        lengths.append(len(message.payload))
+                        written += len(message.payload)
+                    else:
+                        data = bytes(device.read(message.read_length))
+                        results.append(data)
+                        lengths.append(len(data))
+                        read += len(data)
+            finally:
+                for device in present:
+                    if hasattr(device, "end_transaction"):
+                        device.end_transaction()
             if error is None and injected_after is not None:
                 error = _os_error(injected_after)
             cost = self.transaction_seconds(lengths) + stall
@@ -431,10 +444,11 @@ class EmulatedSMBus:
             counters["stall_seconds"] += stall
             # Held under the lock: while one transaction is on the wire the bus is busy. On a
             # real-time clock the devices' own computing (the wearer's motion for the samples
-            # due) comes on top: it must, as the chip latches what it answers after it, and
-            # the answer cannot be back sooner than its wire time after the latch.
+            # due) is what a chip does in silicon while the bits go out: it overlaps the wire
+            # time. The devices saw the transaction at `seen`, so the answer is never back
+            # sooner than its wire time after they latched it.
             computing = self.clock.monotonic() - seen
-            self.clock.sleep(cost)
+            self.clock.sleep(cost - computing)
             if self.trace is not None:
                 self.trace.append((issued, late, cost, computing, self.clock.monotonic()))
             if error is not None:

@@ -35,8 +35,8 @@ STAGES = {
     "wait_for_read": "the window's last sample due on the chip's clock -> the read issued",
     "host_jitter": "the emulated host's injected lateness inside that read",
     "bus_wire": "the read's transactions' time on the wire (bits at the bus clock, stalls)",
-    "emulator": "the emulated chip's computing inside the read (the wearer's motion for the "
-    "samples due, on this host's CPU): a cost of the emulation, which a chip does in silicon",
+    "emulator": "the emulated chip's computing (the wearer's motion for the samples due, on "
+    "this host's CPU) beyond the wire time it overlaps: a cost of the emulation only",
     "read_host": "the rest of the read: the driver's Python between and around its "
     "transactions, the host's sleep overshoot, waits for the GIL",
     "to_ring": "the read returned -> the block in the ring buffer (decode, stamp, append)",
@@ -111,7 +111,7 @@ def read_spans(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each read that ended in a block appended at ``block_at`` (after the block before it,
     at ``previous_block_at``): its first transaction's issue; its transactions' injected
-    lateness, wire time and the emulated devices' computing; its last
+    lateness, wire time and the emulated devices' computing beyond the wire time; its last
     transaction's end. ``trace`` (n, 5): issued, lateness, wire, computing, ended, in order
     (one thread reads the bus). A read with no transaction traced gives NaN."""
     nan = np.full(block_at.shape, np.nan)
@@ -132,7 +132,7 @@ def read_spans(
         np.where(some, issued[safe_first], np.nan),
         summed(late),
         summed(wire),
-        summed(computing),
+        summed(np.maximum(computing - wire, 0.0)),
         np.where(some, ended[safe_last], np.nan),
     )
 
