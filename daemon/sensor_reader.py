@@ -83,6 +83,8 @@ class PlannedRead:
     at: float
     exact: bool
     reason: str  # "grid", "pre-read" or "window"
+    #: The ring sequence number of the window end a pre-read or window read is for.
+    window_end: int | None = None
 
 
 class SensorReader:
@@ -108,7 +110,7 @@ class SensorReader:
         # The window end the last window read was for, and the one the last plan aimed at.
         self._window_end_read: int | None = None
         self._window_end_planned: int | None = None
-        self._last_reason = "grid"
+        self._last_read: PlannedRead | None = None
         self._seconds_per_sample: deque[float] = deque(maxlen=COST_READS)
 
     @property
@@ -128,13 +130,19 @@ class SensorReader:
         rate = self.sensor.measured_rate_hz
         pre_read_end = window_read - PRE_READ_SAMPLES / rate
         ahead = pre_read_end - self._grid_from
-        if self._last_reason == "pre-read" or ahead < MIN_READ_SPACING_S:
+        end = self._window_end_planned
+        last = self._last_read
+        pre_read_done = last is not None and last.reason == "pre-read" and last.window_end == end
+        if pre_read_done or ahead < MIN_READ_SPACING_S:
             # The pre-read (or a grid read) was just done: now the window's end itself.
             at = max(window_read, now)
-            if self._window_end_planned == self._window_end_read:
+            if end == self._window_end_read:
                 retry = WINDOW_RETRY_PERIODS / self.sensor.measured_rate_hz
                 at = max(at, self._last_read_at + max(MIN_READ_SPACING_S, retry))
-            return PlannedRead(at, True, "window")
+            if at > grid.at:
+                # Never past the FIFO's fill target (a window end that moved on: a new run).
+                return grid
+            return PlannedRead(at, True, "window", end)
         # Space the grid evenly so that its last read before the window is the pre-read.
         reads = math.ceil(ahead / interval - 1e-9)
         if reads > 1:
@@ -142,7 +150,7 @@ class SensorReader:
         # The pre-read starts early enough to end on time: it carries the samples since the
         # last read began, (at - grid_from) * rate, at its cost per sample.
         at = self._grid_from + ahead / (1.0 + self.read_seconds_per_sample * rate)
-        return PlannedRead(max(at, now), False, "pre-read")
+        return PlannedRead(max(at, now), False, "pre-read", end)
 
     def _window_read_at(self) -> float | None:
         if self.window_end_seq is None:
@@ -171,7 +179,7 @@ class SensorReader:
         if len(block) or block.gap:
             self.ring.append(block)
         self.reads[planned.reason] += 1
-        self._last_reason = planned.reason
+        self._last_read = planned
         self._window_end_read = self._window_end_planned if planned.reason == "window" else None
         self._last_read_at = started
         # The grid counts from the planned time unless the read began much later.

@@ -139,6 +139,26 @@ def test_a_pre_read_that_costs_bus_time_starts_early_enough_to_end_before_the_wi
     assert reader.read_seconds_per_sample == pytest.approx(0.00027 + 0.0005 / 55, rel=0.2)
 
 
+def test_a_window_end_that_moves_far_on_after_a_pre_read_does_not_hold_the_grid_back() -> None:
+    # A start press restarts the cutter: the next window's end jumps 4 s on, just after a
+    # pre-read for the old one. Its window read would wait 4 s (the FIFO overflows in 0.2 s at
+    # 400 Hz); the grid goes on instead.
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.001)
+    ring = Ring()
+    ends = {"next": 999}
+    reader = SensorReader(sensor, ring, clock, window_end_seq=lambda: ends["next"])
+    while reader.reads["pre-read"] == 0:
+        reader.step()
+    ends["next"] = 4999
+    reader._planned = reader.plan(clock.monotonic())  # as planned after the pre-read
+    before = len(sensor.reads)
+    while clock.monotonic() < 2.0:
+        reader.step()
+    starts = np.array([at for at, _ in sensor.reads[before - 1 :]])
+    assert np.diff(starts).max() <= sensor.poll_interval_s + 1e-9
+
+
 def test_a_recovering_driver_is_read_again_at_once_it_paces_itself() -> None:
     clock = VirtualClock()
     sensor = ScriptedSensor(clock, read_s=0.050)
