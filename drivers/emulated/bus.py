@@ -404,9 +404,9 @@ class EmulatedSMBus:
             # Every message of the transaction reaches its devices at one moment.
             addresses = dict.fromkeys(m.address for m in messages)
             present = [d for a in addresses if (d := self._devices.get(a)) is not None]
-            for device in present:
-                if hasattr(device, "begin_transaction"):
-                    device.begin_transaction(seen)
+            for target in present:
+                if hasattr(target, "begin_transaction"):
+                    target.begin_transaction(seen)
             try:
                 for message in messages:
                     device = self._devices.get(message.address)
@@ -429,9 +429,9 @@ class EmulatedSMBus:
                         lengths.append(len(data))
                         read += len(data)
             finally:
-                for device in present:
-                    if hasattr(device, "end_transaction"):
-                        device.end_transaction()
+                for target in present:
+                    if hasattr(target, "end_transaction"):
+                        target.end_transaction()
             if error is None and injected_after is not None:
                 error = _os_error(injected_after)
             cost = self.transaction_seconds(lengths) + stall
