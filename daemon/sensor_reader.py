@@ -12,7 +12,7 @@ chip 5 % fast or one read 10 ms late overflowed it. Here reads are planned on th
   the last timestamp and the chip's measured rate), a read comes ``WINDOW_READ_MARGIN_S`` plus
   half a period after it, reading the count first (``exact``) so that sample is in it. The
   grid before it is spaced evenly (never wider than the fill target) so that its last read
-  (the pre-read) *ends* ``PRE_READ_SAMPLES`` before the window's end, keeping the window-end
+  (the pre-read) *ends* ``PRE_READ_MARGIN_S`` before the window's end, keeping the window-end
   read short on the bus. The window is then cut soon after its last sample, with one extra
   wake-up a hop.
 
@@ -23,7 +23,7 @@ the wire, measured with ``odar bench daemon --stages``). So the reader learns wh
 cost per sample (the median of its recent plain reads: wire, transactions, host) and starts
 the pre-read early enough for it to end in time. And as each read carries what came while the
 one before was on the wire, a second pre-read back to back (where the first would leave it at
-least ``PRE_READ_SAMPLES``) leaves the window read ~12 samples at 1 kHz instead of ~20-25.
+least the margin's samples) leaves the window read ~12 samples at 1 kHz instead of ~20-25.
 """
 
 from __future__ import annotations
@@ -41,17 +41,20 @@ from odar.drivers.mpu6050 import SensorBlock
 
 #: After a window's last sample is due: room for the frame to be written and host jitter.
 WINDOW_READ_MARGIN_S = 0.0015
-#: The window-end read fetches about this many samples: at 400 kHz 8 samples are ~2.2 ms on
-#: the wire, which is window-to-motor latency; fewer leave too little room for a pre-read
-#: that ends a little late.
-PRE_READ_SAMPLES = 8
+#: The last pre-read ends this long before the window read: room for it to end a little late
+#: (host lateness is time, whatever the rate). The window read then carries the samples of
+#: this span (8 at 1 kHz: ~2.2 ms on a 400 kHz wire, which is window-to-motor latency) and
+#: those that came while the pre-read was on the wire. (As a count of 8 samples it was 20 ms
+#: at 400 Hz and 80 ms at 100 Hz.)
+PRE_READ_MARGIN_S = 0.008
 #: Reads whose cost per sample is learnt: plain (not exact) reads of at least this many
 #: samples (smaller ones are mostly per-transaction overhead) ...
 COST_MIN_SAMPLES = 8
 #: ... the median of this many of the latest (a stalled read does not move it).
 COST_READS = 15
 #: A second pre-read, back to back with the first, when the first would leave at least
-#: PRE_READ_SAMPLES for it: each read carries the samples that came during the one before
+#: the margin's samples (at least one) for it: each read carries the samples that came during
+#: the one before
 #: (at 1 kHz and 400 kHz ~0.3 of them), so the window read carries ~0.3 x fewer again.
 MAX_PRE_READS = 2
 #: Reads closer together than this are merged into the earlier one.
@@ -136,7 +139,7 @@ class SensorReader:
         if window_read is None:
             return grid
         rate = self.sensor.measured_rate_hz
-        pre_read_end = window_read - PRE_READ_SAMPLES / rate
+        pre_read_end = window_read - PRE_READ_MARGIN_S
         ahead = pre_read_end - self._grid_from
         end = self._window_end_planned
         last = self._last_read
@@ -166,7 +169,8 @@ class SensorReader:
         # (at - grid_from).
         q = self.read_seconds_per_sample * rate
         second_carries = q * ahead * rate / (1.0 + q)
-        self._pre_reads_planned = MAX_PRE_READS if second_carries >= PRE_READ_SAMPLES else 1
+        worth = max(1.0, PRE_READ_MARGIN_S * rate)
+        self._pre_reads_planned = MAX_PRE_READS if second_carries >= worth else 1
         spread = sum(q**k for k in range(1, self._pre_reads_planned + 1))
         at = self._grid_from + ahead / (1.0 + spread)
         return PlannedRead(max(at, now), False, "pre-read", end)
