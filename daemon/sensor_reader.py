@@ -12,14 +12,26 @@ chip 5 % fast or one read 10 ms late overflowed it. Here reads are planned on th
   the last timestamp and the chip's measured rate), a read comes ``WINDOW_READ_MARGIN_S`` plus
   half a period after it, reading the count first (``exact``) so that sample is in it. The
   grid before it is spaced evenly (never wider than the fill target) so that its last read
-  falls ``PRE_READ_SAMPLES`` before the window's end, keeping the window-end read short on
-  the bus. The window is then cut soon after its last sample, with one extra wake-up a hop.
+  (the pre-read) *ends* ``PRE_READ_MARGIN_S`` before the window's end, keeping the window-end
+  read short on the bus. The window is then cut soon after its last sample, with one extra
+  wake-up a hop.
+
+A read is not instant: at 1 kHz and 400 kHz a grid read of ~50 frames is ~14 ms on the wire
+alone. A pre-read that *started* 16 samples before the window's end (as first built) ended
+after it, and the window read then carried the ~30 frames that came meanwhile (~8 ms more on
+the wire, measured with ``odar bench daemon --stages``). So the reader learns what its reads
+cost per sample (the median of its recent plain reads: wire, transactions, host) and starts
+the pre-read early enough for it to end in time. And as each read carries what came while the
+one before was on the wire, a second pre-read back to back (where the first would leave it at
+least the margin's samples) leaves the window read ~12 samples at 1 kHz instead of ~20-25.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,9 +41,22 @@ from odar.drivers.mpu6050 import SensorBlock
 
 #: After a window's last sample is due: room for the frame to be written and host jitter.
 WINDOW_READ_MARGIN_S = 0.0015
-#: The window-end read fetches at most about this many samples: at 400 kHz 16 samples are
-#: ~4.5 ms on the wire, which is window-to-motor latency.
-PRE_READ_SAMPLES = 16
+#: The last pre-read ends this long before the window read: room for it to end a little late
+#: (host lateness is time, whatever the rate). The window read then carries the samples of
+#: this span (8 at 1 kHz: ~2.2 ms on a 400 kHz wire, which is window-to-motor latency) and
+#: those that came while the pre-read was on the wire. (As a count of 8 samples it was 20 ms
+#: at 400 Hz and 80 ms at 100 Hz.)
+PRE_READ_MARGIN_S = 0.008
+#: Reads whose cost per sample is learnt: plain (not exact) reads of at least this many
+#: samples (smaller ones are mostly per-transaction overhead) ...
+COST_MIN_SAMPLES = 8
+#: ... the median of this many of the latest (a stalled read does not move it).
+COST_READS = 15
+#: A second pre-read, back to back with the first, when the first would leave at least
+#: the margin's samples (at least one) for it: each read carries the samples that came during
+#: the one before
+#: (at 1 kHz and 400 kHz ~0.3 of them), so the window read carries ~0.3 x fewer again.
+MAX_PRE_READS = 2
 #: Reads closer together than this are merged into the earlier one.
 MIN_READ_SPACING_S = 0.002
 #: A window read that did not find the window's last sample (the chip slower than measured,
@@ -67,6 +92,8 @@ class PlannedRead:
     at: float
     exact: bool
     reason: str  # "grid", "pre-read" or "window"
+    #: The ring sequence number of the window end a pre-read or window read is for.
+    window_end: int | None = None
 
 
 class SensorReader:
@@ -92,6 +119,15 @@ class SensorReader:
         # The window end the last window read was for, and the one the last plan aimed at.
         self._window_end_read: int | None = None
         self._window_end_planned: int | None = None
+        self._last_read: PlannedRead | None = None
+        self._pre_reads_planned = 1
+        self._pre_reads_done = 0
+        self._seconds_per_sample: deque[float] = deque(maxlen=COST_READS)
+
+    @property
+    def read_seconds_per_sample(self) -> float:
+        """What a plain read has cost per sample lately, from start to return (0: not known)."""
+        return statistics.median(self._seconds_per_sample) if self._seconds_per_sample else 0.0
 
     def plan(self, now: float) -> PlannedRead:
         """The next read after a read that ended at ``now``."""
@@ -102,19 +138,42 @@ class SensorReader:
         window_read = self._window_read_at()
         if window_read is None:
             return grid
-        pre_read = window_read - PRE_READ_SAMPLES / self.sensor.measured_rate_hz
-        ahead = pre_read - self._grid_from
-        if ahead < MIN_READ_SPACING_S:
+        rate = self.sensor.measured_rate_hz
+        pre_read_end = window_read - PRE_READ_MARGIN_S
+        ahead = pre_read_end - self._grid_from
+        end = self._window_end_planned
+        last = self._last_read
+        if last is not None and last.reason == "pre-read" and last.window_end == end:
+            if self._pre_reads_done < self._pre_reads_planned:
+                return PlannedRead(now, False, "pre-read", end)  # the next, back to back
+            pre_read_done = True
+        else:
+            pre_read_done = False
+        if pre_read_done or ahead < MIN_READ_SPACING_S:
             # The pre-read (or a grid read) was just done: now the window's end itself.
             at = max(window_read, now)
-            if self._window_end_planned == self._window_end_read:
+            if end == self._window_end_read:
                 retry = WINDOW_RETRY_PERIODS / self.sensor.measured_rate_hz
                 at = max(at, self._last_read_at + max(MIN_READ_SPACING_S, retry))
-            return PlannedRead(at, True, "window")
+            if at > grid.at:
+                # Never past the FIFO's fill target (a window end that moved on: a new run).
+                return grid
+            return PlannedRead(at, True, "window", end)
         # Space the grid evenly so that its last read before the window is the pre-read.
         reads = math.ceil(ahead / interval - 1e-9)
-        at = max(self._grid_from + ahead / reads, now)
-        return PlannedRead(at, False, "pre-read" if reads == 1 else "grid")
+        if reads > 1:
+            return PlannedRead(max(self._grid_from + ahead / reads, now), False, "grid")
+        # The pre-reads start early enough to end on time: the first carries the samples since
+        # the last read began, (at - grid_from) * rate, at its cost per sample q / rate; each
+        # next one (back to back) q times the one before. k reads take (q + ... + q^k) times
+        # (at - grid_from).
+        q = self.read_seconds_per_sample * rate
+        second_carries = q * ahead * rate / (1.0 + q)
+        worth = max(1.0, PRE_READ_MARGIN_S * rate)
+        self._pre_reads_planned = MAX_PRE_READS if second_carries >= worth else 1
+        spread = sum(q**k for k in range(1, self._pre_reads_planned + 1))
+        at = self._grid_from + ahead / (1.0 + spread)
+        return PlannedRead(max(at, now), False, "pre-read", end)
 
     def _window_read_at(self) -> float | None:
         if self.window_end_seq is None:
@@ -138,9 +197,16 @@ class SensorReader:
             self.clock.sleep(wait)
         started = self.clock.monotonic()
         block = self.sensor.read(exact=planned.exact)
+        if not planned.exact and len(block) >= COST_MIN_SAMPLES:
+            self._seconds_per_sample.append((self.clock.monotonic() - started) / len(block))
         if len(block) or block.gap:
             self.ring.append(block)
         self.reads[planned.reason] += 1
+        if planned.reason == "pre-read":
+            last = self._last_read
+            same = last is not None and last.reason == "pre-read"
+            self._pre_reads_done = self._pre_reads_done + 1 if same else 1
+        self._last_read = planned
         self._window_end_read = self._window_end_planned if planned.reason == "window" else None
         self._last_read_at = started
         # The grid counts from the planned time unless the read began much later.

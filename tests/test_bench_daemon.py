@@ -43,6 +43,7 @@ def report(tmp_path_factory, artifacts_dir) -> dict:
         "40",
         "--idle-seconds",
         "10",
+        "--stages",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert result.returncode == 0, result.stderr
@@ -82,6 +83,17 @@ def test_memory_startup_and_the_inference_itself(report):
     assert pulses["sitting"] < 0.5 * windows["sitting"]
     assert report["epochs"] >= 80 and report["exit_status"] == 0
     assert set(report["definitions"]) == set(DEFINITIONS)
+
+
+def test_the_latency_stages_cover_the_inferred_windows_against_the_chips_truth(report):
+    stages, truth = report["latency_stages"], report["truth"]
+    assert stages["windows"] >= 0.9 * report["latency"]["windows"]
+    assert truth["samples_compared"] >= report["sensor"]["samples"] - 1
+    assert truth["samples_misaligned"] == 0 and truth["samples_settling"] == 0
+    for name in ("wait_for_read", "bus_wire", "to_ring", "wake_and_cut", "compute", "total"):
+        assert 0 <= stages[name]["p50_ms"] <= stages[name]["p99_ms"] <= stages[name]["max_ms"]
+    # The last sample is due before the motor is told; the stages come one after the other.
+    assert stages["total"]["p50_ms"] >= stages["compute"]["p50_ms"]
 
 
 def test_the_bench_scenario_is_a_valid_scenario_with_the_asked_phases(tmp_path):

@@ -276,3 +276,49 @@ def test_host_jitter_is_seeded_and_delays_every_transaction() -> None:
     assert delayed != run(2)
     # mean 0.2 ms capped at 2 ms, plus ~0.2 % preemptions of 2-10 ms: about 0.4-0.5 s.
     assert 0.3 < delayed < 0.7
+
+
+class ComputingDevice(RegisterFile):
+    """A device whose work takes ``seconds`` of the clock, as the emulated chip's does on a
+    real-time clock (producing the samples due)."""
+
+    def __init__(self, clock: VirtualClock, seconds: float) -> None:
+        super().__init__()
+        self.clock, self.seconds = clock, seconds
+
+    moment: float | None = None
+
+    def begin_transaction(self, moment: float) -> None:
+        self.moment = moment
+        self.moments = [*getattr(self, "moments", []), moment]
+
+    def end_transaction(self) -> None:
+        self.moment = None
+
+    def acknowledge(self) -> bool:
+        self.clock.advance(self.seconds)
+        return True
+
+
+@pytest.mark.parametrize(
+    "each, elapsed", [(0.00005, 39 / 100_000), (0.001, 0.002)], ids=["within", "beyond"]
+)
+def test_a_devices_computing_overlaps_the_wire_time_and_is_traced(each, elapsed) -> None:
+    # read_byte_data is 39 bit times (0.39 ms at 100 kHz) and two acknowledges. A device
+    # computing 0.05 ms at each finishes within the wire time: the transaction lasts the wire
+    # time. One computing 1 ms at each outlasts it: the transaction lasts its 2 ms. Both
+    # messages reach the device at the transaction's start, whatever it computed between.
+    clock = VirtualClock(start=5.0)
+    bus = EmulatedSMBus(clock, bus_hz=100_000)
+    device = ComputingDevice(clock, each)
+    bus.attach(ADDRESS, device)
+    bus.trace = []
+    bus.read_byte_data(ADDRESS, 0)
+    assert clock.monotonic() - 5.0 == pytest.approx(elapsed, rel=1e-9)
+    assert bus.stats.bus_seconds == pytest.approx(39 / 100_000, rel=1e-12)
+    ((issued, late, wire, device_seconds, ended),) = bus.trace
+    assert (issued, late, ended) == pytest.approx((5.0, 0.0, 5.0 + elapsed))
+    assert wire == pytest.approx(39 / 100_000)
+    assert device_seconds == pytest.approx(2 * each)
+    assert device.moments == [5.0]
+    assert device.moment is None  # told the transaction ended

@@ -600,3 +600,27 @@ def test_accel_config2_of_the_6500_class_reads_back() -> None:
     _, bus, _ = make(who_am_i=0x70)
     bus.write_byte_data(ADDRESS, 0x1D, 0x03)
     assert bus.read_byte_data(ADDRESS, 0x1D) == 0x03
+
+
+def test_every_message_of_a_transaction_sees_the_chip_at_the_transactions_moment() -> None:
+    # On a real-time clock the emulator's computing for the first message takes milliseconds;
+    # a chip latches FIFO_COUNT microseconds into the transaction. Told the moment by the bus,
+    # the chip answers as of then, whatever the clock reads meanwhile.
+    clock, bus, chip = make()
+    configure(bus, dlpf_cfg=1, div=0, fifo_en=0x78)  # 1 kHz, accel + gyro: 12-byte frames
+    clock.advance(0.0105)
+    moment = clock.monotonic()
+    before = fifo_count(bus)
+    clock.advance(0.0050)  # computing, as seen on the clock
+
+    def count_as_the_bus_asks() -> int:
+        assert chip.acknowledge()
+        chip.write(bytes([FIFO_COUNTH]))
+        assert chip.acknowledge()
+        high, low = chip.read(2)
+        return high << 8 | low
+
+    chip.begin_transaction(moment)
+    assert count_as_the_bus_asks() == before
+    chip.end_transaction()
+    assert count_as_the_bus_asks() == before + 5 * 12

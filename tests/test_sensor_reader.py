@@ -8,7 +8,7 @@ import pytest
 from odar.drivers.emulated.clock import VirtualClock
 from odar.drivers.mpu6050 import SensorBlock
 from odar.sensor_reader import (
-    PRE_READ_SAMPLES,
+    PRE_READ_MARGIN_S,
     WINDOW_READ_MARGIN_S,
     WINDOW_RETRY_PERIODS,
     SensorReader,
@@ -18,13 +18,21 @@ from odar.sensor_reader import (
 class ScriptedSensor:
     """A 1 kHz chip whose reads take ``read_s`` of clock time and deliver every sample due."""
 
-    def __init__(self, clock: VirtualClock, rate_hz: float = 1000.0, read_s: float = 0.004):
+    def __init__(
+        self,
+        clock: VirtualClock,
+        rate_hz: float = 1000.0,
+        read_s: float = 0.004,
+        read_s_per_sample: float = 0.0,
+    ):
         self.clock, self.rate_hz, self.read_s = clock, rate_hz, read_s
+        self.read_s_per_sample = read_s_per_sample
         self.poll_interval_s = 0.060
         self.measured_rate_hz = rate_hz
         self.last_timestamp: float | None = None
         self.delivered = 0
         self.reads: list[tuple[float, bool]] = []
+        self.sizes: list[int] = []
 
     def read(self, exact: bool = False) -> SensorBlock:
         now = self.clock.monotonic()
@@ -35,7 +43,8 @@ class ScriptedSensor:
         self.delivered = due
         if n:
             self.last_timestamp = float(stamps[-1])
-        self.clock.sleep(self.read_s)
+        self.clock.sleep(self.read_s + n * self.read_s_per_sample)
+        self.sizes.append(n)
         return SensorBlock(stamps, np.zeros((n, 6), np.float32))
 
 
@@ -89,12 +98,90 @@ def test_each_window_end_gets_an_exact_read_just_after_its_last_sample() -> None
     ends = np.arange(1, len(window_reads) + 1) * 1.0
     assert len(window_reads) >= 9
     np.testing.assert_allclose(window_reads, ends + 0.0005 + WINDOW_READ_MARGIN_S, atol=1e-9)
-    # ... after a short read so that the window's read carries few samples.
+    # ... after a read that ends PRE_READ_MARGIN_S before it, so that it carries few samples.
     assert reader.reads["pre-read"] == len(window_reads)
     before = [sensor.reads[i - 1][0] for i, (_, exact) in enumerate(sensor.reads) if exact]
-    np.testing.assert_allclose(np.array(window_reads) - before, PRE_READ_SAMPLES / 1000, atol=1e-9)
+    pre_read_ends = np.array(before) + 0.001
+    np.testing.assert_allclose(
+        np.array(window_reads) - pre_read_ends, PRE_READ_MARGIN_S, atol=0.1e-3
+    )
     # No more wake-ups than the grid and one extra per window.
     assert len(sensor.reads) <= 10.0 / 0.060 + 2 * len(window_reads) + 1
+
+
+def test_a_pre_read_that_costs_bus_time_starts_early_enough_to_end_before_the_window() -> None:
+    # At 400 kHz a frame is 12 bytes x 9 clocks = 0.27 ms on the wire: a 50-sample read takes
+    # 13.5 ms. Started 8 samples before the window's end, the pre-read would end after
+    # it and hold the window's read back until then.
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.0005, read_s_per_sample=0.00027)
+    ring = Ring()
+    hop = 500
+    reader = SensorReader(
+        sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
+    )
+    while clock.monotonic() < 10.0:
+        reader.step()
+    window_reads = [at for at, exact in sensor.reads if exact]
+    assert len(window_reads) >= 18
+    ends = np.arange(1, len(window_reads) + 1) * hop / 1000
+    late = np.array(window_reads) - (ends + 0.0005 + WINDOW_READ_MARGIN_S)
+    # Every window's read is on time (the grid reads before the first taught the cost): the
+    # pre-read ended PRE_READ_MARGIN_S before it.
+    np.testing.assert_allclose(late, 0.0, atol=1e-9)
+    before = [i - 1 for i, (_, exact) in enumerate(sensor.reads) if exact]
+    pre_read_ends = [
+        sensor.reads[i][0] + 0.0005 + 0.00027 * sensor.sizes[i] for i in before[1:]
+    ]
+    np.testing.assert_allclose(
+        np.array(window_reads[1:]) - pre_read_ends, PRE_READ_MARGIN_S, atol=0.5e-3
+    )
+    assert reader.read_seconds_per_sample == pytest.approx(0.00027 + 0.0005 / 55, rel=0.2)
+    # Two pre-reads back to back: the first (~40 samples, ~11 ms) leaves ~11 for the second
+    # (~3.5 ms), which leaves the window read the margin's 8 samples and ~4 more; one pre-read
+    # would have left it ~20.
+    assert reader.reads["pre-read"] == 2 * len(window_reads)
+    window_sizes = [n for (_, exact), n in zip(sensor.reads, sensor.sizes, strict=True) if exact]
+    assert max(window_sizes) <= PRE_READ_MARGIN_S * 1000 + 5
+
+
+def test_at_100_hz_the_window_read_carries_the_margins_time_not_a_count_of_samples() -> None:
+    # The margin before the window's end is time (host lateness is time): at 100 Hz 8 ms is
+    # under one sample, so the window read carries one or two samples, not 8 (80 ms' worth).
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, rate_hz=100.0, read_s=0.0005, read_s_per_sample=0.00027)
+    sensor.poll_interval_s = 0.250
+    ring = Ring()
+    hop = 50
+    reader = SensorReader(
+        sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
+    )
+    while clock.monotonic() < 10.0:
+        reader.step()
+    window_sizes = [n for (_, exact), n in zip(sensor.reads, sensor.sizes, strict=True) if exact]
+    assert len(window_sizes) >= 18
+    assert max(window_sizes) <= 2
+    assert reader.reads["pre-read"] == len(window_sizes)  # one: a second would carry < 1
+
+
+def test_a_window_end_that_moves_far_on_after_a_pre_read_does_not_hold_the_grid_back() -> None:
+    # A start press restarts the cutter: the next window's end jumps 4 s on, just after a
+    # pre-read for the old one. Its window read would wait 4 s (the FIFO overflows in 0.2 s at
+    # 400 Hz); the grid goes on instead.
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.001)
+    ring = Ring()
+    ends = {"next": 999}
+    reader = SensorReader(sensor, ring, clock, window_end_seq=lambda: ends["next"])
+    while reader.reads["pre-read"] == 0:
+        reader.step()
+    ends["next"] = 4999
+    reader._planned = reader.plan(clock.monotonic())  # as planned after the pre-read
+    before = len(sensor.reads)
+    while clock.monotonic() < 2.0:
+        reader.step()
+    starts = np.array([at for at, _ in sensor.reads[before - 1 :]])
+    assert np.diff(starts).max() <= sensor.poll_interval_s + 1e-9
 
 
 def test_a_recovering_driver_is_read_again_at_once_it_paces_itself() -> None:

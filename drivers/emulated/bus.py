@@ -22,6 +22,10 @@ Bus-time model: each message costs a START or repeated START (1 bit time), the a
 (9 bits with its ACK) and 9 bits per data byte; the transaction ends with a STOP (1 bit time).
 The clock is advanced by that time (``clock.sleep``) after the devices have seen the access,
 so a sample rate the bus cannot carry makes the emulated FIFO overflow as on the wearable.
+Every message of a transaction reaches its devices at the moment the transaction does (a
+device with ``begin_transaction(moment)`` is told it). On a real-time clock the devices' own
+computing (the emulated chip producing the samples due) overlaps that time, as a chip's work
+in silicon would, and lengthens the transaction only beyond it; ``trace`` says how much.
 
 Host scheduling (:class:`HostJitter`, seeded): before the devices see a transaction the host
 may be late by a small random delay (the scheduler, the i2c-bcm2835 interrupt) and, now and
@@ -188,6 +192,10 @@ class EmulatedSMBus:
         self._pending_stalls: deque[float] = deque()
         self._pending_errors: deque[tuple[int, bool]] = deque()
         self.jitter = jitter
+        #: When set to a list, every transaction appends (issued, host lateness drawn, time on
+        #: the wire, the devices' computing, ended) on the bus's clock: what a bench needs to
+        #: split a read's time.
+        self.trace: list[tuple[float, float, float, float, float]] | None = None
         self.fd: int | None = -1  # not a real descriptor; None once closed, as in smbus2
 
     # ------------------------------------------------------------------ devices and faults
@@ -374,9 +382,13 @@ class EmulatedSMBus:
         with self._lock:
             if self.fd is None:
                 raise _os_error(errno.EBADF)
+            issued = self.clock.monotonic() if self.trace is not None else 0.0
+            late = 0.0
             if self.jitter is not None:
                 # The host is late issuing the transaction: the devices see it later.
-                self.clock.sleep(self.jitter.draw())
+                late = self.jitter.draw()
+                self.clock.sleep(late)
+            seen = self.clock.monotonic()
             stall = self._pending_stalls.popleft() if self._pending_stalls else 0.0
             injected, mid_burst = (
                 self._pending_errors.popleft() if self._pending_errors else (None, False)
@@ -389,26 +401,37 @@ class EmulatedSMBus:
             lengths: list[int] = []
             error: OSError | None = None
             read = written = 0
-            for message in messages:
-                device = self._devices.get(message.address)
-                if injected is not None:
-                    error = _os_error(injected)
-                elif device is None or not device.acknowledge():
-                    error = _os_error(self._nack_errno)
-                if error is not None:
-                    lengths.append(0)  # the address byte went out; the master then stops
-                    break
-                assert device is not None
-                if message.read_length is None:
-                    device.write(message.payload)
-                    results.append(b"")
-                    lengths.append(len(message.payload))
-                    written += len(message.payload)
-                else:
-                    data = bytes(device.read(message.read_length))
-                    results.append(data)
-                    lengths.append(len(data))
-                    read += len(data)
+            # Every message of the transaction reaches its devices at one moment.
+            addresses = dict.fromkeys(m.address for m in messages)
+            present = [d for a in addresses if (d := self._devices.get(a)) is not None]
+            for target in present:
+                if hasattr(target, "begin_transaction"):
+                    target.begin_transaction(seen)
+            try:
+                for message in messages:
+                    device = self._devices.get(message.address)
+                    if injected is not None:
+                        error = _os_error(injected)
+                    elif device is None or not device.acknowledge():
+                        error = _os_error(self._nack_errno)
+                    if error is not None:
+                        lengths.append(0)  # the address byte went out; the master then stops
+                        break
+                    assert device is not None
+                    if message.read_length is None:
+                        device.write(message.payload)
+                        results.append(b"")
+                        lengths.append(len(message.payload))
+                        written += len(message.payload)
+                    else:
+                        data = bytes(device.read(message.read_length))
+                        results.append(data)
+                        lengths.append(len(data))
+                        read += len(data)
+            finally:
+                for target in present:
+                    if hasattr(target, "end_transaction"):
+                        target.end_transaction()
             if error is None and injected_after is not None:
                 error = _os_error(injected_after)
             cost = self.transaction_seconds(lengths) + stall
@@ -419,8 +442,15 @@ class EmulatedSMBus:
             counters["bytes_written"] += written
             counters["bus_seconds"] += cost
             counters["stall_seconds"] += stall
-            # Held under the lock: while one transaction is on the wire the bus is busy.
-            self.clock.sleep(cost)
+            # Held under the lock: while one transaction is on the wire the bus is busy. On a
+            # real-time clock the devices' own computing (the wearer's motion for the samples
+            # due) is what a chip does in silicon while the bits go out: it overlaps the wire
+            # time. The devices saw the transaction at `seen`, so the answer is never back
+            # sooner than its wire time after they latched it.
+            computing = self.clock.monotonic() - seen
+            self.clock.sleep(cost - computing)
+            if self.trace is not None:
+                self.trace.append((issued, late, cost, computing, self.clock.monotonic()))
             if error is not None:
                 raise error
             return results

@@ -261,13 +261,27 @@ class EmulatedMPU6050:
         self.samples_produced = 0
         self.fifo_bytes_lost = 0
         self._now = clock.monotonic()
+        self._transaction_at: float | None = None
         self._power_on_reset()
 
     # ------------------------------------------------------------------ I2C target
 
+    def begin_transaction(self, moment: float) -> None:
+        """The bus starts a transaction that reaches the chip at ``moment``: all its messages
+        are seen then. On a real-time clock the emulator's own computing for the first message
+        (the wearer's motion for every sample due) takes milliseconds; a chip latches its
+        FIFO_COUNT microseconds into the transaction, not after that."""
+        with self._lock:
+            self._transaction_at = moment
+
+    def end_transaction(self) -> None:
+        with self._lock:
+            self._transaction_at = None
+
     def acknowledge(self) -> bool:
         with self._lock:
-            self._now = self.clock.monotonic()
+            moment = self._transaction_at
+            self._now = self.clock.monotonic() if moment is None else max(moment, self._now)
             self._catch_up(self._now)
             return self._now >= self._disconnected_until and self._now >= self._resetting_until
 

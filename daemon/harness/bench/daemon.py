@@ -25,8 +25,10 @@ import yaml
 
 from odar.config import Config, load_config
 from odar.drivers.emulated.bus import HostJitter
-from odar.drivers.emulated.mpu6050 import PARTS_BY_WHO_AM_I
+from odar.drivers.emulated.mpu6050 import PARTS_BY_WHO_AM_I, GroundTruth
+from odar.drivers.mpu6050 import SensorBlock, si_scale
 from odar.engine import Engine
+from odar.harness.bench.latency_stages import STAGES, StageTrace, stage_figures
 from odar.harness.bench.sensor import WireSnapshot, add_adapter_argument, today_poll_interval_s
 from odar.harness.data import DEMO_CONFIG, with_artifacts
 from odar.harness.demo import DemoRecorder
@@ -36,6 +38,7 @@ from odar.heartbeat import ThreadPulse
 from odar.journal import setup_logging
 from odar.notifier import SystemdNotifier
 from odar.service import Daemon, Inferred
+from odar.windows import Window
 
 DEFINITIONS = {
     "latency": (
@@ -80,6 +83,13 @@ DEFINITIONS = {
         "later than asked it woke (p50, p99, max; wake-ups more than 25 ms late), and the "
         "1-minute load average at the end. The sensor thread wakes the same way: at 1 kHz an "
         "MPU-6050's FIFO holds 81 ms at +5 %, so a host this late overflows it"
+    ),
+    "latency_stages": (
+        "with --stages, per inferred window whose last sample the chip's ground truth "
+        "matched, on the world's clock, p50 / p99 / max ms of: "
+        + "; ".join(f"{name}: {what}" for name, what in STAGES.items())
+        + ". truth: every delivered sample looked up in the chip's record (misaligned: "
+        "matches no sample the chip took; settling: taken while the gyro settled)"
     ),
     "startup": (
         "real seconds to READY=1: process_start_to_ready from the kernel's start time of this "
@@ -149,6 +159,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="run the daemon a second time with the sensor loop it had before, for comparison",
     )
     parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="split window-to-motor latency into its stages against the chip's ground truth "
+        "(keeps every sample in memory: the memory figures grow)",
+    )
+    parser.add_argument(
         "--threads-only", action="store_true", help="only the 1-vs-2-threads bottleneck timing"
     )
     parser.add_argument(
@@ -212,16 +228,28 @@ def thread_cpu_seconds() -> dict[str, float]:
 
 
 class BenchRecorder(DemoRecorder):
-    """The demo's counts per true activity, plus CPU marks at the first and latest window."""
+    """The demo's counts per true activity, plus CPU marks at the first and latest window,
+    and with ``stages`` the moments that split each window's latency."""
 
-    def __init__(self, motion: SwitchableMotion) -> None:
+    def __init__(self, motion: SwitchableMotion, stages: StageTrace | None = None) -> None:
         super().__init__(motion)
         self.first: CpuMark | None = None
         self.last: CpuMark | None = None
         self.rss_kib: int | None = None
         self._rss_read_at = float("-inf")
+        self.stages = stages
+
+    def block_read(self, block: SensorBlock) -> None:
+        if self.stages is not None:
+            self.stages.block_read(block)
+
+    def window_cut(self, window: Window) -> None:
+        if self.stages is not None:
+            self.stages.window_cut(window)
 
     def inferred(self, inferred: Inferred) -> None:
+        if self.stages is not None:
+            self.stages.inferred(inferred.window, inferred.decided_at)
         super().inferred(inferred)
         mark = CpuMark.now(inferred.decided_at)
         if self.first is None:
@@ -392,7 +420,13 @@ def run_once(args: argparse.Namespace, base: Config, daemon_type: type[Daemon]) 
         run_called = time.monotonic()
         world = EmulatedWearable.open(config, args.config.resolve().parent)
         unkind = make_unkind(world, args)
-        recorder = BenchRecorder(world.motion)
+        stages = None
+        if args.stages:
+            truth = GroundTruth()
+            bus_trace: list[tuple[float, float, float, float, float]] = []
+            world.sensor.chip.truth, world.sensor.bus.trace = truth, bus_trace
+            stages = StageTrace(world.wearable.clock, truth, bus_trace)
+        recorder = BenchRecorder(world.motion, stages)
         notifier = TimingNotifier()
         daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
         idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
@@ -410,6 +444,10 @@ def run_once(args: argparse.Namespace, base: Config, daemon_type: type[Daemon]) 
         report["exit_status"] = status
         report["sensor"] = sensor_figures(daemon, world, unkind, idle.bus_start)
         report["host_lateness"] = host.figures()
+        if stages is not None:
+            times = stages.window_times(si_scale(config.sensor.settings))
+            report["latency_stages"] = stage_figures(times) if times is not None else None
+            report["truth"] = stages.truth_summary
     return report
 
 
