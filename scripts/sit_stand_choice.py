@@ -42,6 +42,19 @@ def windows() -> tuple[np.ndarray, ...]:
     return x, y, subject, recording
 
 
+def adam_update(params, grads, first, second, step, learning_rate, epsilon) -> None:
+    """One Adam step in place (beta 0.9 and 0.999, as TensorFlow's and the optimizer
+    artifact's)."""
+    for i, grad in enumerate(grads):
+        first[i] = 0.9 * first[i] + 0.1 * grad
+        second[i] = 0.999 * second[i] + 0.001 * grad * grad
+        params[i] -= (
+            learning_rate
+            * (first[i] / (1 - 0.9**step))
+            / (np.sqrt(second[i] / (1 - 0.999**step)) + epsilon)
+        )
+
+
 def head_accuracy(train_x, train_y, test_x, test_y, rng) -> float:
     """The device head (Dense 128 relu, softmax, L2 0.001, Adam 0.005, batches of 10, until
     the loss settles or 300 steps), in numpy."""
@@ -76,14 +89,7 @@ def head_accuracy(train_x, train_y, test_x, test_y, rng) -> float:
             d_logits.sum(0),
         ]
         step = len(losses)
-        for i, grad in enumerate(grads):
-            first[i] = 0.9 * first[i] + 0.1 * grad
-            second[i] = 0.999 * second[i] + 0.001 * grad * grad
-            params[i] -= (
-                0.005
-                * (first[i] / (1 - 0.9**step))
-                / (np.sqrt(second[i] / (1 - 0.999**step)) + 1e-7)
-            )
+        adam_update(params, grads, first, second, step, learning_rate=0.005, epsilon=1e-7)
     hidden = np.maximum(test_x @ params[0] + params[1], 0)
     return float(np.mean(np.argmax(hidden @ params[2] + params[3], 1) == test_y))
 
@@ -265,14 +271,7 @@ def _softmax_fit(inputs, labels, hidden, seed=0):
         d_pre = d_z @ params[2].T * (pre > 0)
         grads = [inputs.T @ d_pre + 1e-3 * params[0], d_pre.sum(0)]
         grads += [act.T @ d_z + 1e-3 * params[2], d_z.sum(0)]
-        for i, grad in enumerate(grads):
-            first[i] = 0.9 * first[i] + 0.1 * grad
-            second[i] = 0.999 * second[i] + 0.001 * grad * grad
-            params[i] -= (
-                0.01
-                * (first[i] / (1 - 0.9**step))
-                / (np.sqrt(second[i] / (1 - 0.999**step)) + 1e-8)
-            )
+        adam_update(params, grads, first, second, step, learning_rate=0.01, epsilon=1e-8)
     return lambda v: np.maximum(v @ params[0] + params[1], 0) @ params[2] + params[3]
 
 

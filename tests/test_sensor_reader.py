@@ -83,16 +83,22 @@ def test_a_late_read_is_followed_by_the_plan_not_by_catch_up_reads() -> None:
     assert starts[3] == pytest.approx(starts[2] + 0.060)
 
 
-def test_each_window_end_gets_an_exact_read_just_after_its_last_sample() -> None:
-    clock = VirtualClock()
-    sensor = ScriptedSensor(clock, read_s=0.001)
+def stepped_reader(sensor: ScriptedSensor, clock: VirtualClock, hop: int, until: float):
+    """A reader whose windows end every `hop` samples, stepped until `until` virtual seconds."""
     ring = Ring()
-    hop = 1000  # a window ends every second at 1 kHz
     reader = SensorReader(
         sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
     )
-    while clock.monotonic() < 10.0:
+    while clock.monotonic() < until:
         reader.step()
+    return reader
+
+
+def test_each_window_end_gets_an_exact_read_just_after_its_last_sample() -> None:
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.001)
+    # A window ends every second at 1 kHz.
+    reader = stepped_reader(sensor, clock, hop=1000, until=10.0)
     window_reads = [at for at, exact in sensor.reads if exact]
     # Sample 1000k - 1 (0-based) is due at 1000k ms, read 0.5 ms + the margin later.
     ends = np.arange(1, len(window_reads) + 1) * 1.0
@@ -115,16 +121,10 @@ def test_a_pre_read_that_costs_bus_time_starts_early_enough_to_end_before_the_wi
     # it and hold the window's read back until then.
     clock = VirtualClock()
     sensor = ScriptedSensor(clock, read_s=0.0005, read_s_per_sample=0.00027)
-    ring = Ring()
-    hop = 500
-    reader = SensorReader(
-        sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
-    )
-    while clock.monotonic() < 10.0:
-        reader.step()
+    reader = stepped_reader(sensor, clock, hop=500, until=10.0)
     window_reads = [at for at, exact in sensor.reads if exact]
     assert len(window_reads) >= 18
-    ends = np.arange(1, len(window_reads) + 1) * hop / 1000
+    ends = np.arange(1, len(window_reads) + 1) * 500 / 1000
     late = np.array(window_reads) - (ends + 0.0005 + WINDOW_READ_MARGIN_S)
     # Every window's read is on time (the grid reads before the first taught the cost): the
     # pre-read ended PRE_READ_MARGIN_S before it.
@@ -151,13 +151,7 @@ def test_at_100_hz_the_window_read_carries_the_margins_time_not_a_count_of_sampl
     clock = VirtualClock()
     sensor = ScriptedSensor(clock, rate_hz=100.0, read_s=0.0005, read_s_per_sample=0.00027)
     sensor.poll_interval_s = 0.250
-    ring = Ring()
-    hop = 50
-    reader = SensorReader(
-        sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
-    )
-    while clock.monotonic() < 10.0:
-        reader.step()
+    reader = stepped_reader(sensor, clock, hop=50, until=10.0)
     window_sizes = [n for (_, exact), n in zip(sensor.reads, sensor.sizes, strict=True) if exact]
     assert len(window_sizes) >= 18
     assert max(window_sizes) <= 2
@@ -203,13 +197,7 @@ def test_a_chip_that_stops_before_a_windows_end_is_not_read_back_to_back() -> No
     # fast as the bus allows.
     clock = VirtualClock()
     sensor = ScriptedSensor(clock, read_s=0.0002)
-    ring = Ring()
-    hop = 1000
-    reader = SensorReader(
-        sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
-    )
-    while clock.monotonic() < 0.9:
-        reader.step()
+    reader = stepped_reader(sensor, clock, hop=1000, until=0.9)
     sensor.rate_hz = 0.0  # stopped: no sample is due any more
     sensor.read = _stopped(sensor)  # type: ignore[method-assign]
     before = len(sensor.reads)
