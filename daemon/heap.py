@@ -12,9 +12,10 @@ uptime although the memory in use does not:
   run then leaves a hole in the heap that later small blocks pin.
 
 :func:`tune_malloc` sets both, as ``MALLOC_ARENA_MAX`` and ``MALLOC_MMAP_THRESHOLD_`` in the
-environment would (and fixing the mmap threshold also fixes the trim threshold, so the heap's
-free top goes back to the kernel on every free). Measured with ``odar bench soak``: see
-DEVELOPERS.md, "Memory". Elsewhere than glibc (musl, macOS) nothing is changed, and it says so.
+environment would (fixing the mmap threshold also stops glibc from raising the trim threshold,
+so a free top of the heap over 128 KiB goes back to the kernel). Measured with
+``odar bench soak``: see DEVELOPERS.md, "Memory". Where malloc is not glibc's (musl, macOS) or
+refuses a setting, that default is kept, and an INFO line says so.
 """
 
 from __future__ import annotations
@@ -50,9 +51,19 @@ def tune_malloc(
     arenas: int = MALLOC_ARENAS, mmap_threshold: int = MMAP_THRESHOLD_BYTES
 ) -> bool:
     """Set the arena limit and the fixed mmap threshold; call it before threads start (arenas
-    made before stay). False, and an INFO line, where malloc is not glibc's."""
+    made before stay). False, and an INFO line, where malloc is not glibc's or refuses."""
     mallopt = _mallopt()
     if mallopt is None:
         _log.info("malloc has no mallopt() here (not glibc): its defaults are kept")
         return False
-    return bool(mallopt(M_ARENA_MAX, arenas)) and bool(mallopt(M_MMAP_THRESHOLD, mmap_threshold))
+    refused = [
+        name
+        for name, parameter, value in (
+            ("M_ARENA_MAX", M_ARENA_MAX, arenas),
+            ("M_MMAP_THRESHOLD", M_MMAP_THRESHOLD, mmap_threshold),
+        )
+        if not mallopt(parameter, value)
+    ]
+    if refused:
+        _log.info("malloc refused %s (mallopt returned 0): those defaults are kept", refused)
+    return not refused

@@ -86,3 +86,21 @@ def test_without_mallopt_nothing_is_changed_and_it_says_so(monkeypatch, caplog):
     caplog.set_level(logging.INFO, logger="odar.heap")
     assert odar.heap.tune_malloc() is False
     assert "not glibc" in caplog.text
+
+
+def test_a_refused_setting_is_said_and_the_other_still_made(monkeypatch, caplog):
+    import logging
+
+    import odar.heap
+
+    asked = []
+
+    def mallopt(parameter: int, value: int) -> int:
+        asked.append(parameter)
+        return 0 if parameter == odar.heap.M_ARENA_MAX else 1
+
+    monkeypatch.setattr(odar.heap, "_mallopt", lambda: mallopt)
+    caplog.set_level(logging.INFO, logger="odar.heap")
+    assert odar.heap.tune_malloc() is False
+    assert asked == [odar.heap.M_ARENA_MAX, odar.heap.M_MMAP_THRESHOLD]
+    assert "malloc refused ['M_ARENA_MAX']" in caplog.text
