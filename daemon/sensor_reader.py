@@ -204,7 +204,11 @@ class SensorReader:
         self.reads[planned.reason] += 1
         if planned.reason == "pre-read":
             last = self._last_read
-            same = last is not None and last.reason == "pre-read"
+            same = (
+                last is not None
+                and last.reason == "pre-read"
+                and last.window_end == planned.window_end
+            )
             self._pre_reads_done = self._pre_reads_done + 1 if same else 1
         self._last_read = planned
         self._window_end_read = self._window_end_planned if planned.reason == "window" else None

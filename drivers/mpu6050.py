@@ -601,10 +601,10 @@ class MPU6050:
             if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
                 return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
             read_at = self._clock.monotonic()
-        status = 0
         if self._burst_proven and not exact:
             wanted = self._frames_certainly_in_fifo(read_at)
             length = 2 + wanted * reg.SAMPLE_BYTES
+            status = 0
             if self._status_with_count:
                 status, answer = self._status_and_fifo_read(length)
             else:
@@ -614,6 +614,9 @@ class MPU6050:
             latched_by = max(
                 read_at, self._clock.monotonic() - self._wire_seconds(len(payload))
             )
+            # The overflow bit came with the count: the bytes read beside it are not trusted.
+            if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
+                return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
         else:
             count, read_at, status, latched_by = self._fresh_count(read_at)
             wanted = min(count, self.part.fifo_bytes) // reg.SAMPLE_BYTES
@@ -623,9 +626,6 @@ class MPU6050:
             if count >= self.part.fifo_bytes:
                 return self._overflow(f"FIFO_COUNT {count} of {self.part.fifo_bytes} bytes")
             payload = memoryview(self._fifo_data(wanted * reg.SAMPLE_BYTES))
-        # The overflow bit came with the count: the bytes read beside it are not trusted.
-        if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
-            return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
         # The count was latched after read_at and by latched_by: the next guess counts from
         # latched_by.
         self._count_known_at = latched_by
