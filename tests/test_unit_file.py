@@ -117,6 +117,16 @@ def test_watchdog_and_start_limit_are_set(directives: dict[str, list[str]]) -> N
     assert int(directives["StartLimitIntervalSec"][0]) > 0
 
 
+def test_reads_come_before_time_sharing_work_without_real_time(
+    directives: dict[str, list[str]],
+) -> None:
+    # A late sensor read is lost data (81 ms of FIFO at 1 kHz); a real-time thread that
+    # trains could starve the system, so a negative nice and no real-time scheduling.
+    assert -20 <= int(directives["Nice"][0]) < 0
+    assert directives["RestrictRealtime"] == ["yes"]
+    assert "CPUSchedulingPolicy" not in directives
+
+
 @pytest.mark.parametrize(
     ("key", "why"),
     [
@@ -166,6 +176,8 @@ probe("tmp_write", lambda: write("/tmp/probe"))
 probe("system_write", lambda: write("/opt/odar/world-writable/probe"))
 probe("cpuinfo_read", lambda: open("/proc/cpuinfo").read())
 probe("inet_socket", lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+print(f"PROBE nice={os.getpriority(os.PRIO_PROCESS, 0)}")
+probe("sched_fifo", lambda: os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1)))
 if command[0] == "exit":
     print(f"odar stand-in: exiting {command[1]}", flush=True)
     sys.exit(int(command[1]))
@@ -213,6 +225,8 @@ def test_hardened_unit_runs_as_odar_with_its_directories(hardened: SystemdNamesp
     assert probes["system_write"] == "errno30"
     assert probes["cpuinfo_read"] == "ok"  # no ProcSubset=pid
     assert probes["inet_socket"] == "errno97"  # EAFNOSUPPORT
+    assert probes["nice"] == "-10"  # the sensor thread's wake-ups ahead of time-sharing work
+    assert probes["sched_fifo"] == "errno1"  # RestrictRealtime: EPERM
     owner = hardened.run("stat", "-c", "%U %a", "/var/lib/odar").stdout.split()
     assert owner == ["odar", "750"]
 
