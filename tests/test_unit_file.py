@@ -122,6 +122,7 @@ def test_reads_come_before_time_sharing_work_without_real_time(
 ) -> None:
     # A late sensor read is lost data (81 ms of FIFO at 1 kHz); a real-time thread that
     # trains could starve the system, so a negative nice and no real-time scheduling.
+    assert int(directives["CPUWeight"][0]) >= 1000  # 10x a default service's 100
     assert -20 <= int(directives["Nice"][0]) < 0
     assert directives["RestrictRealtime"] == ["yes"]
     assert "CPUSchedulingPolicy" not in directives
@@ -212,6 +213,7 @@ def test_hardened_unit_runs_as_odar_with_its_directories(hardened: SystemdNamesp
     hardened.write_file("/etc/odar/odar.yaml", "serve\n")
     hardened.systemctl("start", "odar.service")
     assert hardened.show("odar.service", "SubState")["SubState"] == "running"
+    assert hardened.show("odar.service", "CPUWeight")["CPUWeight"] == "1000"
     probes = _probes(hardened)
     hardened.systemctl("stop", "odar.service")
     assert probes["groups"] == "gpio,i2c,odar"
