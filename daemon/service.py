@@ -51,6 +51,7 @@ from odar.heartbeat import Heartbeats, ThreadPulse
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
+from odar.realtime import make_this_thread_realtime
 from odar.ring_buffer import RingBuffer
 from odar.sample_requests import RequestBox
 from odar.sample_store import SampleStore, StoreLayout
@@ -554,6 +555,7 @@ class Daemon:
     def _sensor_loop(self) -> None:
         # Read through the presence: while the chip is missing it returns empty blocks at its
         # own pace and looks for the chip; the driver's own recovery is "lost", not "missing".
+        self._sensor_thread_scheduling()
         sensor = self.sensor
         clock = self.wearable.clock
         pulse = ThreadPulse(self.heartbeats, "odar-sensor")
@@ -574,6 +576,15 @@ class Daemon:
             sensor, self.ring, clock, window_end_seq=self.cutter.next_window_end_seq
         )
         reader.run(self._halt, after_read)
+
+    def _sensor_thread_scheduling(self) -> None:
+        """Called first in the sensor thread: its reads have the FIFO's deadline."""
+        if self.config.sensor.backend != "real":
+            # The emulated chip computes inside each read: at a world speed far above 1 a
+            # real-time thread would take a whole core from everything else.
+            _log.info("sensor thread: time-sharing (the emulated sensor)")
+            return
+        make_this_thread_realtime(self.config.sensor.realtime_priority)
 
     def _sensor_lost_or_recovered(self, lost: bool) -> None:
         where = f"MPU6050 on i2c-{self.config.sensor.bus} at {self.config.sensor.address:#04x}"

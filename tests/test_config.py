@@ -100,6 +100,8 @@ def test_sensor_section_builds_sensor_settings(tmp_path):
         ("sensor: {address: 0x50}", "sensor.address: 0x50"),
         ("sensor: {backend: fake}", "sensor.backend: 'fake' is not one of ['real', 'emulated']"),
         ("sensor: {emulated: {speed: 0}}", "sensor.emulated.speed: 0.0 is outside"),
+        ("sensor: {realtime_priority: 0}", "sensor.realtime_priority: 0 is outside"),
+        ("sensor: {realtime_priority: 100}", "sensor.realtime_priority: 100 is outside"),
         ("pins: {led: 40}", "pins.led: 40 is not a GPIO of the 40-pin header"),
         ("pins: {led: GPIO28}", "pins.led: 'GPIO28' is not a GPIO of the 40-pin header"),
         ("pins: {led: BOARD6}", "pins.led: 'BOARD6' is not a GPIO of the 40-pin header"),
@@ -200,6 +202,11 @@ def test_any_text_gives_a_config_or_a_config_error(text):
         assert isinstance(parse_config(text, environ={}), Config)
     except ConfigError as error:
         assert str(error).startswith("<string>")
+
+
+def test_realtime_priority_null_is_time_sharing():
+    config = parse_config("sensor: {realtime_priority: null}", environ={})
+    assert config.sensor.realtime_priority is None
 
 
 @pytest.mark.parametrize("spelling", ["17", "GPIO17", "BCM17", "BOARD11", "gpio17", "J8:11", 17])

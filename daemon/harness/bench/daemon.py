@@ -37,10 +37,17 @@ from odar.harness.scenario import SwitchableMotion
 from odar.heartbeat import ThreadPulse
 from odar.journal import setup_logging
 from odar.notifier import SystemdNotifier
+from odar.realtime import make_this_thread_realtime
 from odar.service import Daemon, Inferred
 from odar.windows import Window
 
 DEFINITIONS = {
+    "sensor_thread_realtime": (
+        "whether the daemon's sensor thread ran at SCHED_FIFO (sensor.realtime_priority, as "
+        "odar run does with the real sensor; odar.realtime); false: time-sharing, by "
+        "--time-sharing, above speed 1, or because this process may not (not root, no "
+        "RLIMIT_RTPRIO)"
+    ),
     "latency": (
         "per inferred window: the clock time when the motor was told (or would have been) "
         "minus window.t_end, the timestamp of the window's last sensor sample. It holds the "
@@ -153,6 +160,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stall-every", type=float, default=0.0, help="a 330 ms host stall every S virtual s"
     )
     add_adapter_argument(parser)
+    parser.add_argument(
+        "--time-sharing",
+        action="store_true",
+        help="leave the sensor thread time-sharing (by default, at --speed 1 or less, it "
+        "takes SCHED_FIFO at sensor.realtime_priority as with the real sensor, where "
+        "permitted)",
+    )
     parser.add_argument(
         "--baseline-loop",
         action="store_true",
@@ -390,7 +404,7 @@ def run(args: argparse.Namespace) -> int:
         threads = time_threads(base, max(1, args.threads_windows))
         print(json.dumps(threads, indent=2) if args.json else render_threads(threads))
         return 0
-    report = run_once(args, base, Daemon)
+    report = run_once(args, base, BenchDaemon)
     if args.baseline_loop:
         report["today_loop"] = run_once(args, base, TodaysLoopDaemon)
     if args.threads_windows > 0:
@@ -407,7 +421,9 @@ def run(args: argparse.Namespace) -> int:
     return status
 
 
-def run_once(args: argparse.Namespace, base: Config, daemon_type: type[Daemon]) -> dict[str, Any]:
+def run_once(
+    args: argparse.Namespace, base: Config, daemon_type: type[BenchDaemon]
+) -> dict[str, Any]:
     """One run of the daemon (or of the bench's copy with the old sensor loop)."""
     with tempfile.TemporaryDirectory(prefix="odar-bench-") as scratch:
         scenario = Path(scratch) / "bench.yaml"
@@ -429,6 +445,10 @@ def run_once(args: argparse.Namespace, base: Config, daemon_type: type[Daemon]) 
         recorder = BenchRecorder(world.motion, stages)
         notifier = TimingNotifier()
         daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
+        # Above speed 1 the emulated chip's computing in the sensor thread grows with the speed,
+        # and at SCHED_FIFO it would starve the rest of the process; no real sensor runs there.
+        realtime = not args.time_sharing and args.speed <= 1
+        daemon.realtime_priority = config.sensor.realtime_priority if realtime else None
         idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
         idle.start()
         unkind.start()
@@ -577,11 +597,28 @@ def sensor_figures(
     }
 
 
-class TodaysLoopDaemon(Daemon):
+class BenchDaemon(Daemon):
+    """The daemon with its sensor thread scheduled as with the real sensor (odar.realtime):
+    SCHED_FIFO at sensor.realtime_priority, unless the bench's --time-sharing. The product
+    keeps the emulated backend time-sharing (its chip computes inside each read, which at a
+    world speed far above 1 would take a core); at speed 1 the bench wants the real thing."""
+
+    realtime_priority: int | None = None
+    #: Whether the sensor thread got SCHED_FIFO (None: the thread has not started).
+    sensor_thread_realtime: bool | None = None
+
+    def _sensor_thread_scheduling(self) -> None:
+        self.sensor_thread_realtime = make_this_thread_realtime(self.realtime_priority)
+
+
+class TodaysLoopDaemon(BenchDaemon):
     """The daemon with the sensor loop it had before odar.sensor_reader: read, append, then
-    sleep the old poll interval (min(0.1 s, half an MPU-6050 FIFO)). For comparison only."""
+    sleep the old poll interval (min(0.1 s, half an MPU-6050 FIFO)), in a thread scheduled as
+    the product's (odar.realtime). For comparison only."""
 
     def _sensor_loop(self) -> None:
+        # The same scheduling as the product's loop, so the two differ only in the loop.
+        self._sensor_thread_scheduling()
         sensor, clock = self.wearable.sensor, self.wearable.clock
         interval = today_poll_interval_s(sensor.actual_rate_hz)
         pulse = ThreadPulse(self.heartbeats, "odar-sensor")
@@ -629,7 +666,7 @@ def render_threads(threads: dict[str, Any]) -> str:
 
 
 def summarise(
-    daemon: Daemon,
+    daemon: BenchDaemon,
     recorder: BenchRecorder,
     notifier: TimingNotifier,
     idle: IdleMeter,
@@ -665,6 +702,7 @@ def summarise(
         "hop_samples": daemon.config.inference.hop_samples,
         "runtime": daemon.engine.runtime.name,
         "num_threads": daemon.config.runtime.num_threads,
+        "sensor_thread_realtime": daemon.sensor_thread_realtime,
         "latency": {
             "windows": len(latencies),
             "virtual_seconds": virtual,
@@ -719,7 +757,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         "",
         f"odar bench daemon (speed {report['speed']:g}, {report['sensor_rate_hz']:g} Hz, "
-        f"hop {report['hop_samples']}, {report['runtime']})",
+        f"hop {report['hop_samples']}, {report['runtime']}, sensor thread "
+        f"{'SCHED_FIFO' if report['sensor_thread_realtime'] else 'time-sharing'})",
         f"window end -> motor decision over {latency['windows']} windows: "
         f"p50 {number(latency['virtual_seconds']['p50'], ' s')} "
         f"p99 {number(latency['virtual_seconds']['p99'], ' s')} virtual; "
