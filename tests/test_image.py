@@ -331,6 +331,12 @@ def session(image: Path, request: pytest.FixtureRequest) -> Iterator[dict]:
         pid = record["boot1_unit"]["MainPID"]
         record["gpioinfo"] = console.out("gpioinfo gpiochip0")
         record["gpio_fds"] = console.out(f"ls -l /proc/{pid}/fd")
+        record["fifo_threads"] = console.out(
+            f"for t in /proc/{pid}/task/*; do chrt -p ${{t##*/}}; done | grep -c SCHED_FIFO || true"
+        )
+        record["sensor_thread_lines"] = console.out(
+            "journalctl -b -u odar -o cat --no-pager | grep '^sensor thread' || true"
+        )  # fmt: skip
         record["security"] = console.out("systemd-analyze security odar 2>&1 | tail -n 3")
         # Half a minute more: a restart loop or a starved watchdog would show by then.
         console.out("sleep 30")
@@ -481,6 +487,12 @@ def test_gpiozero_holds_the_button_and_motor_lines(session: dict) -> None:
     assert {held[pin][1] for pin in (17, 27, 22)} == {"input"}
     assert held[18][1] == "output"
     assert "/dev/gpiochip0" in session["gpio_fds"]
+
+
+def test_the_sensor_thread_alone_runs_at_sched_fifo(session: dict) -> None:
+    # LimitRTPRIO= lets the unprivileged service take it; no other thread is real-time.
+    assert session["sensor_thread_lines"].strip() == "sensor thread: SCHED_FIFO priority 10"
+    assert session["fifo_threads"].strip() == "1"
 
 
 def test_systemd_analyze_security_on_the_booted_system(session: dict) -> None:
