@@ -75,7 +75,10 @@ DEFINITIONS = {
         "loss (samples skipped where no break was marked)"
     ),
     "samples_produced_by_chip": "the emulated chip's own count over the run",
-    "samples_left_in_fifo": "whole samples still in the chip's FIFO when the run ended",
+    "samples_left_in_fifo": (
+        "samples the chip took that were still waiting in its FIFO when the run ended: whole "
+        "frames, and the newest while it is still entering the FIFO byte by byte"
+    ),
     "gaps": "breaks in the stream the reader marked",
     "bus_bytes": (
         "bytes clocked on the wire as the emulated bus timed them: the address byte of every "
@@ -464,7 +467,7 @@ def measure_stream(
         sensor.bus.reset_stats()
         timed_bus.cpu_seconds = 0.0
         run = StreamRun(seconds=seconds, rate_hz=reader.actual_rate_hz)
-        run.fifo_at_start = sensor.samples_in_fifo
+        run.fifo_at_start = sensor.samples_waiting
         produced_before = sensor.chip.samples_produced
         # The start-up's own counts are not the stream's.
         before = dataclasses.replace(reader.counters)
@@ -488,7 +491,7 @@ def measure_stream(
         run.overflows = reader.counters.overflows - before.overflows
         run.reported_bus_bytes = reader.counters.bus_bytes - before.bus_bytes
         run.chip_produced = sensor.chip.samples_produced - produced_before
-        run.fifo_at_end = sensor.samples_in_fifo
+        run.fifo_at_end = sensor.samples_waiting
         run.wire = WireSnapshot.of(sensor.bus)
         if loop != "poll":
             run.extra = trace.figures(
