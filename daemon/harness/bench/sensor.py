@@ -60,8 +60,9 @@ DEFINITIONS = {
     "samples_received": "samples the reader delivered in blocks",
     "samples_lost": (
         "with the chip's truth record (the loops that keep one): samples the chip took and "
-        "nobody delivered, at a break the reader marked (a block with gap or lost); without "
-        "it (the per-register poller): the reader's own count"
+        "nobody delivered, at a break the reader marked (a block with gap or lost; at the "
+        "run's end also a gap the driver counted that no block had carried yet); without it "
+        "(the per-register poller): the reader's own count"
     ),
     "samples_lost_reader_estimate": (
         "the `lost` of the reader's blocks: its own estimate, elapsed time x rate since the "
@@ -353,11 +354,14 @@ class StreamRun:
 
 
 class LoopTrace:
-    """What a loop delivered, block by block, and the windows cut from it."""
+    """What a loop delivered, block by block, and the windows cut from it. ``counters``: the
+    driver's, whose ``gaps`` it counts before a block carries them."""
 
-    def __init__(self, cutter: WindowCutter, clock: Any) -> None:
+    def __init__(self, cutter: WindowCutter, clock: Any, counters: Any = None) -> None:
         self.cutter = cutter
         self.clock = clock
+        self.counters = counters
+        self._gaps_at_last_sample = counters.gaps if counters is not None else 0
         self.samples: list[np.ndarray] = []
         self.stamps: list[np.ndarray] = []
         self.windows: list[tuple[int, float, float]] = []  # seq, t_end, ready at
@@ -376,10 +380,23 @@ class LoopTrace:
             self.samples.append(block.samples)
             self.stamps.append(block.timestamps)
             self.received += len(block)
+            if self.counters is not None:
+                self._gaps_at_last_sample = self.counters.gaps
         while (window := self.cutter.poll()) is not None:
             self.windows.append((window.seq, window.t_end, ready_at))
 
-    def figures(self, truth: Any, scale: np.ndarray, window_raw: int) -> dict[str, Any]:
+    @property
+    def break_pending(self) -> bool:
+        """The reader has marked a break after the last delivered sample: the driver counts a
+        gap when it finds the loss and hands it over with the next samples, which a run that
+        ends first never sees."""
+        counted = self.counters is not None and self.counters.gaps > self._gaps_at_last_sample
+        return self._break_pending or counted
+
+    def figures(
+        self, truth: Any, scale: np.ndarray, window_raw: int, waiting_at_end: int = 0
+    ) -> dict[str, Any]:
+        """``waiting_at_end``: samples the chip took that were still waiting to be read."""
         if not self.samples:
             return {"truth": None, "windows": {"count": 0}}
         samples = np.concatenate(self.samples)
@@ -392,8 +409,14 @@ class LoopTrace:
         ends = np.minimum(seqs + window_raw, len(bad_sample))
         bad_windows = int(np.count_nonzero(bad_before[ends] - bad_before[seqs]))
         latency = windows[:, 2] - windows[:, 1]
+        lost = lost_at_breaks(comparison.truth_index, self.breaks)
+        if self.break_pending:
+            # Taken after the last delivered sample and not waiting: lost at that break.
+            hits = comparison.truth_index[comparison.truth_index >= 0]
+            taken_after = len(truth.arrays()[0]) - 1 - int(hits.max()) if hits.size else 0
+            lost += max(0, taken_after - waiting_at_end)
         return {
-            "lost_by_truth": lost_at_breaks(comparison.truth_index, self.breaks),
+            "lost_by_truth": lost,
             "truth": comparison.summary(),
             "windows": {
                 "count": len(windows),
@@ -475,7 +498,7 @@ def measure_stream(
         decimation = max(1, round(reader.actual_rate_hz / MODEL_RATE_HZ))
         ring = RingBuffer(max(4 * WINDOW_SAMPLES * decimation, 8192))
         cutter = WindowCutter(ring, WINDOW_SAMPLES, HOP_SAMPLES, decimation, start_seq=0)
-        trace = LoopTrace(cutter, sensor.clock)
+        trace = LoopTrace(cutter, sensor.clock, reader.counters)
         faults = FaultClock(sensor, conditions)
 
         cpu_before = time.process_time()
@@ -495,7 +518,10 @@ def measure_stream(
         run.wire = WireSnapshot.of(sensor.bus)
         if loop != "poll":
             run.extra = trace.figures(
-                sensor.chip.truth, si_scale(settings), WINDOW_SAMPLES * decimation
+                sensor.chip.truth,
+                si_scale(settings),
+                WINDOW_SAMPLES * decimation,
+                waiting_at_end=run.fifo_at_end,
             )
             run.lost_by_truth = run.extra.pop("lost_by_truth", None)
             run.extra["faults"] = {
