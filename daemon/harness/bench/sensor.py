@@ -119,7 +119,8 @@ DEFINITIONS = {
     ),
     "faults": (
         "silent resets and host stalls injected; chip_overflow_episodes = reads after which "
-        "the emulated FIFO had dropped bytes; detected = the driver's overflows and "
+        "the emulated FIFO had dropped bytes (overflows_erased_by_reset: those a silent reset "
+        "wiped out, with FIFO_OFLOW_INT, before any read); detected = the driver's overflows and "
         "resets_detected; warnings = warning lines logged during the stream (one per fault)"
     ),
     "disconnects": (
@@ -528,6 +529,7 @@ def measure_stream(
                 "silent_resets_injected": faults.resets,
                 "stalls_injected": faults.stalls,
                 "chip_overflow_episodes": faults.overflow_episodes,
+                "overflows_erased_by_reset": faults.overflows_erased_by_reset,
                 "overflows_detected": run.overflows,
                 "resets_detected": reader.counters.resets_detected - before.resets_detected,
                 "misalignments": reader.counters.misalignments - before.misalignments,
@@ -555,12 +557,19 @@ class FaultClock:
         self.next_reset = now + every_reset if every_reset > 0 else math.inf
         self.next_stall = now + every_stall if every_stall > 0 else math.inf
         self.resets = self.stalls = self.overflow_episodes = 0
+        #: Overflows a silent reset wiped out (FIFO and FIFO_OFLOW_INT) before any read.
+        self.overflows_erased_by_reset = 0
         self._bytes_lost = sensor.chip.fifo_bytes_lost
 
     def before_read(self, now: float) -> None:
         if now >= self.next_reset:
             self.sensor.chip.brown_out()
             self.resets += 1
+            # No read can see an overflow the reset erased: its loss is the reset's.
+            lost = self.sensor.chip.fifo_bytes_lost
+            if lost > self._bytes_lost:
+                self.overflows_erased_by_reset += 1
+            self._bytes_lost = lost
             self.next_reset += self.conditions.silent_reset_every_s
         if now >= self.next_stall:
             self.sensor.bus.inject_stall(self.conditions.stall_s)
