@@ -283,6 +283,9 @@ class MPU6050:
         # What the last FIFO_COUNT said, and when it was certainly already latched.
         self._leftover_samples = 0
         self._count_known_at = 0.0
+        # Arrivals are counted from the latest count that found new frames: one that found
+        # none proves none came since, so the earlier moment still bounds what must come.
+        self._arrivals_counted_from = 0.0
         # The chip's own rate, measured from the counts since the FIFO was last started.
         self._fifo_started_at = 0.0
         self._frames_since_start = 0
@@ -557,6 +560,7 @@ class MPU6050:
         self._fifo_started_at = 0.5 * (self._fifo_started_after + now)
         self._leftover_samples = 0
         self._count_known_at = now
+        self._arrivals_counted_from = now
         self._frames_since_start = 0
         self._next_int_status_at = now + INT_STATUS_EVERY_S
         self._last_timestamp = None
@@ -586,7 +590,7 @@ class MPU6050:
             slow_rate = self._safe_rate_hz * (1.0 - RATE_MARGIN_MEASURED)
         else:
             slow_rate = self._rate_hz * (1.0 - RATE_MARGIN_UNMEASURED)
-        arrived = math.floor((now - self._count_known_at) * slow_rate) - SAFETY_SAMPLES
+        arrived = math.floor((now - self._arrivals_counted_from) * slow_rate) - SAFETY_SAMPLES
         frames = self.part.fifo_bytes // reg.SAMPLE_BYTES
         return min(frames, self._leftover_samples + max(0, arrived))
 
@@ -639,6 +643,11 @@ class MPU6050:
             # Bytes past the count were not whole frames: the stream may be misaligned.
             return self._short_delivery(f"FIFO held {in_fifo} samples, {wanted} were read")
         new_frames = in_fifo - self._leftover_samples
+        if new_frames > 0:
+            # A count that found nothing new leaves the evidence to add up: reads closer
+            # together than the frames a short delivery needs (a window read retried every two
+            # periods) would otherwise never see a stopped chip.
+            self._arrivals_counted_from = latched_by
         # Since the FIFO started, at the nominal rate less the unmeasured margin: after a
         # while on a chip that runs fast this promises nothing (more came than it promised),
         # so the frames certainly arrived since the last count promise too.

@@ -330,6 +330,27 @@ def test_after_a_minute_on_a_fast_chip_a_silent_reset_is_found_at_the_next_exact
     assert driver.counters.resets_detected == 1
 
 
+def test_a_silent_reset_is_found_while_the_window_read_is_retried_every_two_periods() -> None:
+    # The reader retries a window read that did not find the window's last sample every two
+    # periods. Each retry's count found nothing new, and the frames certainly arrived were
+    # counted from that count: never more than 2 - 1 (the frame being written), below the 4
+    # that make the driver read its configuration back. A chip reset just before a window's
+    # end stayed asleep for seconds (until a host stall widened the spacing), 2 s in
+    # `odar bench sensor --seconds 320 --rate 100 --part 0x68 --seed 1 --chip-clock 0.05
+    # --silent-reset-every 13 --stall-every 7`. Counted from the last count that found new
+    # frames, the evidence adds up: found within the 4 frames and the margins.
+    settings = SensorSettings(rate_hz=100)
+    sensor, driver = honest(settings, clock_offset=0.05)
+    stream(driver, sensor.clock, 60.0)
+    driver.read()  # the pre-read, just before the window's end
+    sensor.chip.brown_out()
+    period = 1.0 / driver.measured_rate_hz
+    for _ in range(10):
+        sensor.clock.sleep(2 * period)
+        driver.read(exact=True)
+    assert driver.counters.resets_detected == 1
+
+
 def test_a_silent_reset_is_found_by_reading_the_configuration_back_and_repaired(caplog) -> None:
     settings = SensorSettings(rate_hz=500)
     sensor, driver = honest(settings)

@@ -521,12 +521,15 @@ def test_clock_drift_changes_the_rate_over_the_run() -> None:
 
 def test_a_count_latched_while_a_frame_is_written_includes_part_of_it() -> None:
     # 100 us a byte (an exaggeration, to hit it); a fast bus keeps the access times short.
-    clock, bus, _ = make(bus_hz=3_400_000, frame_write_s=1.2e-3)
+    clock, bus, chip = make(bus_hz=3_400_000, frame_write_s=1.2e-3)
     configure(bus, div=9)  # 100 Hz, first sample 10 ms after wake
     clock.advance(0.010 + 350e-6)  # 4 bytes of the first frame are in (1 + 3.5)
     assert fifo_count(bus) == 4
+    # The sample is taken (counted) though 8 of its bytes have not entered the FIFO yet.
+    assert chip.samples_produced == 1 and chip.fifo_bytes_entering == 8
     clock.advance(0.001)
     assert fifo_count(bus) == 12
+    assert chip.fifo_bytes_entering == 0
 
 
 @pytest.mark.parametrize(

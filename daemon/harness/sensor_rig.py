@@ -44,6 +44,14 @@ class EmulatedSensor:
         """Whole 12-byte accel+gyro samples waiting in the FIFO as of the last bus access."""
         return self.chip.fifo_count // SAMPLE_BYTES
 
+    @property
+    def samples_waiting(self) -> int:
+        """Samples the chip took that are waiting to be read as of the last bus access: whole
+        12-byte frames in the FIFO and the one still entering it byte by byte (taken, so
+        counted by the chip, but a partial frame in the FIFO). A FIFO that lost its oldest
+        bytes to an overflow starts with part of a frame: that sample is not waiting."""
+        return (self.chip.fifo_count + self.chip.fifo_bytes_entering) // SAMPLE_BYTES
+
 
 def build_emulated_sensor(
     settings: SensorSettings,

@@ -360,6 +360,13 @@ class EmulatedMPU6050:
             return len(self._fifo)
 
     @property
+    def fifo_bytes_entering(self) -> int:
+        """Bytes of the newest frame not yet in the FIFO as of the last bus access (a probe):
+        the chip has taken that sample, its frame enters byte by byte over frame_write_s."""
+        with self._lock:
+            return len(self._tail)
+
+    @property
     def sample_rate_hz(self) -> float:
         with self._lock:
             return self._sample_rate_hz()

@@ -60,8 +60,9 @@ DEFINITIONS = {
     "samples_received": "samples the reader delivered in blocks",
     "samples_lost": (
         "with the chip's truth record (the loops that keep one): samples the chip took and "
-        "nobody delivered, at a break the reader marked (a block with gap or lost); without "
-        "it (the per-register poller): the reader's own count"
+        "nobody delivered, at a break the reader marked (a block with gap or lost; at the "
+        "run's end also a gap the driver counted that no block had carried yet); without it "
+        "(the per-register poller): the reader's own count"
     ),
     "samples_lost_reader_estimate": (
         "the `lost` of the reader's blocks: its own estimate, elapsed time x rate since the "
@@ -75,7 +76,10 @@ DEFINITIONS = {
         "loss (samples skipped where no break was marked)"
     ),
     "samples_produced_by_chip": "the emulated chip's own count over the run",
-    "samples_left_in_fifo": "whole samples still in the chip's FIFO when the run ended",
+    "samples_left_in_fifo": (
+        "samples the chip took that were still waiting in its FIFO when the run ended: whole "
+        "frames, and the newest while it is still entering the FIFO byte by byte"
+    ),
     "gaps": "breaks in the stream the reader marked",
     "bus_bytes": (
         "bytes clocked on the wire as the emulated bus timed them: the address byte of every "
@@ -115,7 +119,8 @@ DEFINITIONS = {
     ),
     "faults": (
         "silent resets and host stalls injected; chip_overflow_episodes = reads after which "
-        "the emulated FIFO had dropped bytes; detected = the driver's overflows and "
+        "the emulated FIFO had dropped bytes (overflows_erased_by_reset: those a silent reset "
+        "wiped out, with FIFO_OFLOW_INT, before any read); detected = the driver's overflows and "
         "resets_detected; warnings = warning lines logged during the stream (one per fault)"
     ),
     "disconnects": (
@@ -350,11 +355,14 @@ class StreamRun:
 
 
 class LoopTrace:
-    """What a loop delivered, block by block, and the windows cut from it."""
+    """What a loop delivered, block by block, and the windows cut from it. ``counters``: the
+    driver's, whose ``gaps`` it counts before a block carries them."""
 
-    def __init__(self, cutter: WindowCutter, clock: Any) -> None:
+    def __init__(self, cutter: WindowCutter, clock: Any, counters: Any = None) -> None:
         self.cutter = cutter
         self.clock = clock
+        self.counters = counters
+        self._gaps_at_last_sample = counters.gaps if counters is not None else 0
         self.samples: list[np.ndarray] = []
         self.stamps: list[np.ndarray] = []
         self.windows: list[tuple[int, float, float]] = []  # seq, t_end, ready at
@@ -373,10 +381,23 @@ class LoopTrace:
             self.samples.append(block.samples)
             self.stamps.append(block.timestamps)
             self.received += len(block)
+            if self.counters is not None:
+                self._gaps_at_last_sample = self.counters.gaps
         while (window := self.cutter.poll()) is not None:
             self.windows.append((window.seq, window.t_end, ready_at))
 
-    def figures(self, truth: Any, scale: np.ndarray, window_raw: int) -> dict[str, Any]:
+    @property
+    def break_pending(self) -> bool:
+        """The reader has marked a break after the last delivered sample: the driver counts a
+        gap when it finds the loss and hands it over with the next samples, which a run that
+        ends first never sees."""
+        counted = self.counters is not None and self.counters.gaps > self._gaps_at_last_sample
+        return self._break_pending or counted
+
+    def figures(
+        self, truth: Any, scale: np.ndarray, window_raw: int, waiting_at_end: int = 0
+    ) -> dict[str, Any]:
+        """``waiting_at_end``: samples the chip took that were still waiting to be read."""
         if not self.samples:
             return {"truth": None, "windows": {"count": 0}}
         samples = np.concatenate(self.samples)
@@ -389,8 +410,14 @@ class LoopTrace:
         ends = np.minimum(seqs + window_raw, len(bad_sample))
         bad_windows = int(np.count_nonzero(bad_before[ends] - bad_before[seqs]))
         latency = windows[:, 2] - windows[:, 1]
+        lost = lost_at_breaks(comparison.truth_index, self.breaks)
+        if self.break_pending:
+            # Taken after the last delivered sample and not waiting: lost at that break.
+            hits = comparison.truth_index[comparison.truth_index >= 0]
+            taken_after = len(truth.arrays()[0]) - 1 - int(hits.max()) if hits.size else 0
+            lost += max(0, taken_after - waiting_at_end)
         return {
-            "lost_by_truth": lost_at_breaks(comparison.truth_index, self.breaks),
+            "lost_by_truth": lost,
             "truth": comparison.summary(),
             "windows": {
                 "count": len(windows),
@@ -464,7 +491,7 @@ def measure_stream(
         sensor.bus.reset_stats()
         timed_bus.cpu_seconds = 0.0
         run = StreamRun(seconds=seconds, rate_hz=reader.actual_rate_hz)
-        run.fifo_at_start = sensor.samples_in_fifo
+        run.fifo_at_start = sensor.samples_waiting
         produced_before = sensor.chip.samples_produced
         # The start-up's own counts are not the stream's.
         before = dataclasses.replace(reader.counters)
@@ -472,7 +499,7 @@ def measure_stream(
         decimation = max(1, round(reader.actual_rate_hz / MODEL_RATE_HZ))
         ring = RingBuffer(max(4 * WINDOW_SAMPLES * decimation, 8192))
         cutter = WindowCutter(ring, WINDOW_SAMPLES, HOP_SAMPLES, decimation, start_seq=0)
-        trace = LoopTrace(cutter, sensor.clock)
+        trace = LoopTrace(cutter, sensor.clock, reader.counters)
         faults = FaultClock(sensor, conditions)
 
         cpu_before = time.process_time()
@@ -488,17 +515,21 @@ def measure_stream(
         run.overflows = reader.counters.overflows - before.overflows
         run.reported_bus_bytes = reader.counters.bus_bytes - before.bus_bytes
         run.chip_produced = sensor.chip.samples_produced - produced_before
-        run.fifo_at_end = sensor.samples_in_fifo
+        run.fifo_at_end = sensor.samples_waiting
         run.wire = WireSnapshot.of(sensor.bus)
         if loop != "poll":
             run.extra = trace.figures(
-                sensor.chip.truth, si_scale(settings), WINDOW_SAMPLES * decimation
+                sensor.chip.truth,
+                si_scale(settings),
+                WINDOW_SAMPLES * decimation,
+                waiting_at_end=run.fifo_at_end,
             )
             run.lost_by_truth = run.extra.pop("lost_by_truth", None)
             run.extra["faults"] = {
                 "silent_resets_injected": faults.resets,
                 "stalls_injected": faults.stalls,
                 "chip_overflow_episodes": faults.overflow_episodes,
+                "overflows_erased_by_reset": faults.overflows_erased_by_reset,
                 "overflows_detected": run.overflows,
                 "resets_detected": reader.counters.resets_detected - before.resets_detected,
                 "misalignments": reader.counters.misalignments - before.misalignments,
@@ -526,12 +557,19 @@ class FaultClock:
         self.next_reset = now + every_reset if every_reset > 0 else math.inf
         self.next_stall = now + every_stall if every_stall > 0 else math.inf
         self.resets = self.stalls = self.overflow_episodes = 0
+        #: Overflows a silent reset wiped out (FIFO and FIFO_OFLOW_INT) before any read.
+        self.overflows_erased_by_reset = 0
         self._bytes_lost = sensor.chip.fifo_bytes_lost
 
     def before_read(self, now: float) -> None:
         if now >= self.next_reset:
             self.sensor.chip.brown_out()
             self.resets += 1
+            # No read can see an overflow the reset erased: its loss is the reset's.
+            lost = self.sensor.chip.fifo_bytes_lost
+            if lost > self._bytes_lost:
+                self.overflows_erased_by_reset += 1
+            self._bytes_lost = lost
             self.next_reset += self.conditions.silent_reset_every_s
         if now >= self.next_stall:
             self.sensor.bus.inject_stall(self.conditions.stall_s)
