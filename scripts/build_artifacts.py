@@ -14,6 +14,7 @@ Needs TensorFlow (scripts/setup-build.sh); the device never does.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import sys
 import time
@@ -119,11 +120,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--real-activity-scores",
         type=float,
-        default=5.0,
+        default=3.0,
         metavar="GAIN",
-        help="append a linear classifier of HAPT's six activities, fit on the base's features "
-        "of the real pretraining windows, its scores standardised and times GAIN (default 5; "
-        "0: none; needs --hapt on)",
+        help="append a classifier of HAPT's six activities, fit on the base's features "
+        "of the real pretraining windows, its scores standardised and times GAIN (default 3; "
+        "0: none; needs --hapt on; --activity-scorer, --activity-scores-of)",
     )
     p.add_argument(
         "--activity-scorer",
@@ -132,6 +133,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="what computes the real activity scores: posture (a 32-unit classifier on the "
         "features and 11 sway features, fit on the real windows and on copies turned by other "
         "subjects' mountings; the default) or linear (a softmax regression on the features)",
+    )
+    p.add_argument(
+        "--activity-scores-of",
+        choices=("postures", "all"),
+        default="postures",
+        help="which of the six activity scores the features end in: the three postures' "
+        "(sitting, standing, lying; the default) or all six (with walking and the stairs)",
     )
     p.add_argument(
         "--save-pretrained",
@@ -143,6 +151,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="use the base kept by --save-pretrained DIR instead of pretraining (the export "
         "options still apply: --class-scores, --class-score-gain, --raw-features)",
+    )
+    p.add_argument(
+        "--last-filters",
+        type=int,
+        help="filters of the last conv layer: twice this many learnt features (default 52 "
+        "beside the statistics, 64 without)",
+    )
+    p.add_argument(
+        "--real-weight",
+        type=float,
+        default=1.0,
+        help="pretraining loss weight of a real (HAPT) window; a simulated one weighs 1",
+    )
+    p.add_argument(
+        "--simulator-epochs",
+        type=int,
+        default=0,
+        help="of the --epochs, how many at the end see the simulated windows only",
     )
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=20240601)
@@ -261,9 +287,10 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
 
     stats = args.statistics_features
     if args.smoke:
-        spec = BaseSpec(filters=(8, 8, 8, 8), feature_size=16 + 24 * stats, statistics=stats)
+        filters = (8, 8, 8, args.last_filters or 8)
     else:
-        spec = BaseSpec(filters=(32, 48, 64, 52 if stats else 64), statistics=stats)
+        filters = (32, 48, 64, args.last_filters or (52 if stats else 64))
+    spec = BaseSpec(filters=filters, feature_size=2 * filters[-1] + 24 * stats, statistics=stats)
     if args.pretrained:
         base, kernel, bias, features, saved = pretrained_store.load(args.pretrained, spec)
         activities, provenance, quality = saved["classes"], saved["provenance"], saved["quality"]
@@ -271,7 +298,22 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
     else:
         x, y, x_val, y_val, activities, provenance = pretraining_data(args)
         started = time.monotonic()
-        base, quality = pretrain(spec, x, y, x_val, y_val, len(activities), args.epochs, args.seed)
+        simulated = np.array([not name.startswith("hapt:") for name in activities])[y]
+        base, quality = pretrain(
+            spec,
+            x,
+            y,
+            x_val,
+            y_val,
+            len(activities),
+            args.epochs,
+            args.seed,
+            sample_weight=np.where(simulated, 1.0, args.real_weight).astype(np.float32)
+            if args.real_weight != 1.0
+            else None,
+            final_rows=np.flatnonzero(simulated) if args.simulator_epochs else None,
+            final_epochs=args.simulator_epochs,
+        )
         quality["pretrain_seconds"] = round(time.monotonic() - started, 1)
         kernel, bias = quality.pop("class_scorer").get_weights()
         features = raw_features(base, x)
@@ -309,6 +351,12 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
     activity_scorer = None
     if args.real_activity_scores and args.hapt == "on" and not args.hhar:
         activity_scorer = _real_activity_scorer(args, base, statistics)
+        if args.activity_scores_of == "postures":
+            activity_scorer = dataclasses.replace(
+                activity_scorer,
+                kernel=activity_scorer.kernel[:, POSTURE_SCORES],
+                bias=activity_scorer.bias[POSTURE_SCORES],
+            )
         feature_size += activity_scorer.bias.shape[0]
         quality["real_activity_scorer_train_accuracy"] = round(activity_scorer.train_accuracy, 4)
     path = out_dir / "bottleneck.tflite"
@@ -349,6 +397,11 @@ def build_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict
             f"of them turned by other pretraining subjects' mountings (standardised on the "
             f"windows as recorded, times {args.real_activity_scores:g})"
             if activity_scorer is not None and args.activity_scorer == "posture"
+            else ""
+        )
+        + (
+            " (of those scores the sitting, standing and lying ones)"
+            if activity_scorer is not None and args.activity_scores_of == "postures"
             else ""
         ),
         "training_data": provenance,
@@ -410,6 +463,10 @@ def _real_activity_scorer(args: argparse.Namespace, base, statistics):
 
 #: copies of the real pretraining windows turned by other subjects' mountings
 POSTURE_COPIES = 3
+#: the sitting, standing and lying columns of the six HAPT activity scores: the gait scores
+#: add little to sitting/standing and, like every score, are noise to a head on a wearer
+#: unlike HAPT's (a 0.007 lower synthetic-generator figure; artifacts/README.md)
+POSTURE_SCORES = [3, 4, 5]
 
 
 def external_base(args: argparse.Namespace, out_dir: Path) -> tuple[Path, int, dict]:

@@ -97,8 +97,8 @@ def test_features_are_standardised_on_the_pretraining_windows(smoke_set):
     # and 8 synthetic windows per activity); the statistics were taken on all of it.
     args = build_artifacts.parse_args(["--smoke", "--seed", str(SMOKE_SEED)])
     x, *_ = build_artifacts.pretraining_data(args)
-    # (The last six, HAPT's activity scores, are standardised on the real windows only.)
-    features = Bottleneck(load_manifest(smoke_set)).features_of(x)[:, :-6]
+    # (The last three, HAPT's posture scores, are standardised on the real windows only.)
+    features = Bottleneck(load_manifest(smoke_set)).features_of(x)[:, :-3]
     spread = features.std(axis=0)
     live = spread > 1e-3
     assert live.sum() >= features.shape[1] // 2
@@ -169,7 +169,7 @@ def test_statistics_features_sit_beside_the_learnt_ones(smoke_set):
     upright, on_back = np.zeros((400, 6), np.float32), np.zeros((400, 6), np.float32)
     upright[:, 0], on_back[:, 2] = 9.80665, 9.80665
     a, b = bottleneck.features(upright), bottleneck.features(on_back)
-    assert manifest.feature_size == 16 + 24 + 6  # learnt, statistics, HAPT activity scores
+    assert manifest.feature_size == 16 + 24 + 3  # learnt, statistics, HAPT posture scores
     means = slice(16, 19)  # accel x, y, z means
     assert a[means][0] > b[means][0] and a[means][2] < b[means][2]
 
@@ -209,12 +209,12 @@ def test_real_activity_scores_name_the_activity_of_the_real_windows_at_their_gai
         np.random.default_rng(SMOKE_SEED),
         max_per_class=6,
     )
-    scores = Bottleneck(load_manifest(smoke_set)).features_of(real.windows)[:, -6:]
-    np.testing.assert_allclose(scores.std(axis=0), 5.0, rtol=1e-2)  # the default gain
+    scores = Bottleneck(load_manifest(smoke_set)).features_of(real.windows)[:, -3:]
+    np.testing.assert_allclose(scores.std(axis=0), 3.0, rtol=1e-2)  # the default gain
     np.testing.assert_allclose(scores.mean(axis=0), 0.0, atol=1e-2)
-    for activity in range(6):  # each score is highest on the windows of its own activity
-        own = real.labels == activity
-        assert scores[own, activity].mean() > scores[~own, activity].mean() + 1.0
+    for column, activity in enumerate((3, 4, 5)):  # sitting, standing, lying: each score is
+        own = real.labels == activity  # highest on the windows of its own posture
+        assert scores[own, column].mean() > scores[~own, column].mean() + 1.0
 
 
 def test_activity_scorer_separates_known_clusters_and_scales_its_scores():
@@ -286,3 +286,13 @@ def test_the_choice_scripts_numpy_sway_is_the_builders():
     windows = rng.normal(size=(3, 400, 6)).astype(np.float32) * [0.3, 0.3, 0.3, 0.05, 0.05, 0.05]
     windows[..., 1] += 9.80665
     np.testing.assert_allclose(posture_scorer.sway_of(windows), sway(windows), atol=1e-4)
+
+
+def test_pretraining_weighs_real_windows_and_can_end_on_the_simulators(tmp_path):
+    argv = ["--smoke", "--seed", str(SMOKE_SEED), "--out", str(tmp_path)]
+    options = ["--last-filters", "12", "--real-weight", "0.5", "--simulator-epochs", "1"]
+    assert build_artifacts.main([*argv, *options, "--activity-scores-of", "all"]) == 0
+    manifest = load_manifest(tmp_path)
+    assert manifest.feature_size == 24 + 24 + 6  # 2 x 12 learnt, statistics, all six scores
+    quality = manifest.raw["base"]["quality"]
+    assert quality["final_epochs_on_a_subset"] == 1 and quality["sample_weighted"]

@@ -83,8 +83,20 @@ def pretrain(
     num_classes: int,
     epochs: int,
     seed: int,
+    *,
+    sample_weight: np.ndarray | None = None,
+    final_rows: np.ndarray | None = None,
+    final_epochs: int = 0,
 ) -> tuple[tf.keras.Model, dict[str, float]]:
-    """Supervised activity classification; the classifier on top is thrown away after."""
+    """Supervised activity classification; the classifier on top is thrown away after.
+
+    *sample_weight* weighs each training window's loss; the last *final_epochs* of the
+    *epochs* train on *final_rows* of the training set only (the learning rate's cosine
+    decay runs over both parts)."""
+    if final_epochs and final_rows is None:
+        raise ValueError("final_epochs needs final_rows")
+    if not 0 <= final_epochs <= epochs:
+        raise ValueError(f"final_epochs {final_epochs} is not within 0..{epochs}")
     tf.keras.utils.set_random_seed(seed)
     base = build_base(spec)
     inputs = tf.keras.Input((spec.window, 6))
@@ -95,9 +107,11 @@ def pretrain(
     classifier = tf.keras.Model(inputs, outputs)
     batch_size = 64
     # Cosine decay to zero: the last epochs settle instead of bouncing at the full rate.
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
-        2e-3, decay_steps=max(1, epochs * int(np.ceil(len(x_train) / batch_size)))
-    )
+    first_epochs = epochs - final_epochs
+    steps = first_epochs * int(np.ceil(len(x_train) / batch_size))
+    if final_epochs:
+        steps += final_epochs * int(np.ceil(len(final_rows) / batch_size))
+    schedule = tf.keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=max(1, steps))
     classifier.compile(
         optimizer=tf.keras.optimizers.Adam(schedule),
         loss="sparse_categorical_crossentropy",
@@ -106,17 +120,30 @@ def pretrain(
     history = classifier.fit(
         x_train,
         y_train,
+        sample_weight=sample_weight,
         validation_data=(x_val, y_val),
-        epochs=epochs,
+        epochs=first_epochs,
         batch_size=batch_size,
         verbose=2,
     )
+    if final_epochs:
+        history = classifier.fit(
+            x_train[final_rows],
+            y_train[final_rows],
+            sample_weight=None if sample_weight is None else sample_weight[final_rows],
+            validation_data=(x_val, y_val),
+            epochs=final_epochs,
+            batch_size=batch_size,
+            verbose=2,
+        )
     _, val_accuracy = classifier.evaluate(x_val, y_val, verbose=0)
     quality = {
         "pretrain_classes": num_classes,
         "train_windows": len(x_train),
         "validation_windows": len(x_val),
         "epochs": epochs,
+        **({"final_epochs_on_a_subset": final_epochs} if final_epochs else {}),
+        **({"sample_weighted": True} if sample_weight is not None else {}),
         "final_train_accuracy": float(history.history["accuracy"][-1]),
         "validation_accuracy": float(val_accuracy),
     }
