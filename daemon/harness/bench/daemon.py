@@ -374,11 +374,23 @@ def bench_scenario(idle_seconds: float, infer_seconds: float, seed: int) -> dict
     }
 
 
-def bench_config(base: Config, scenario: Path, state_dir: Path, speed: float, seed: int) -> Config:
+def bench_config(
+    base: Config,
+    scenario: Path,
+    state_dir: Path,
+    speed: float,
+    seed: int,
+    time_sharing: bool = False,
+) -> Config:
     emulated = dataclasses.replace(
         base.sensor.emulated, scenario=str(scenario), speed=speed, seed=seed
     )
-    sensor = dataclasses.replace(base.sensor, backend="emulated", emulated=emulated)
+    # Above speed 1 the emulated chip's computing in the sensor thread grows with the speed,
+    # and at SCHED_FIFO it would starve the rest of the process; no real sensor runs there.
+    priority = None if time_sharing or speed > 1 else base.sensor.realtime_priority
+    sensor = dataclasses.replace(
+        base.sensor, backend="emulated", emulated=emulated, realtime_priority=priority
+    )
     paths = dataclasses.replace(base.paths, state_dir=state_dir)
     # The bench trains a fixed number of epochs and stops with the button.
     training = dataclasses.replace(base.training, stop_when="never")
@@ -431,7 +443,14 @@ def run_once(
             yaml.safe_dump(bench_scenario(args.idle_seconds, args.infer_seconds, args.seed)),
             encoding="utf-8",
         )
-        config = bench_config(base, scenario, Path(scratch) / "state", args.speed, args.seed)
+        config = bench_config(
+            base,
+            scenario,
+            Path(scratch) / "state",
+            args.speed,
+            args.seed,
+            time_sharing=args.time_sharing,
+        )
         age_at_run = process_age_seconds()
         run_called = time.monotonic()
         world = EmulatedWearable.open(config, args.config.resolve().parent)
@@ -445,10 +464,6 @@ def run_once(
         recorder = BenchRecorder(world.motion, stages)
         notifier = TimingNotifier()
         daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
-        # Above speed 1 the emulated chip's computing in the sensor thread grows with the speed,
-        # and at SCHED_FIFO it would starve the rest of the process; no real sensor runs there.
-        realtime = not args.time_sharing and args.speed <= 1
-        daemon.realtime_priority = config.sensor.realtime_priority if realtime else None
         idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
         idle.start()
         unkind.start()
@@ -599,16 +614,17 @@ def sensor_figures(
 
 class BenchDaemon(Daemon):
     """The daemon with its sensor thread scheduled as with the real sensor (odar.realtime):
-    SCHED_FIFO at sensor.realtime_priority, unless the bench's --time-sharing. The product
-    keeps the emulated backend time-sharing (its chip computes inside each read, which at a
-    world speed far above 1 would take a core); at speed 1 the bench wants the real thing."""
+    SCHED_FIFO at sensor.realtime_priority, which :func:`bench_config` sets to null for
+    --time-sharing and above speed 1. The product keeps the emulated backend time-sharing
+    (its chip computes inside each read, which at a world speed far above 1 would take a
+    core); at speed 1 the bench wants the real thing."""
 
-    realtime_priority: int | None = None
     #: Whether the sensor thread got SCHED_FIFO (None: the thread has not started).
     sensor_thread_realtime: bool | None = None
 
     def _sensor_thread_scheduling(self) -> None:
-        self.sensor_thread_realtime = make_this_thread_realtime(self.realtime_priority)
+        priority = self.config.sensor.realtime_priority
+        self.sensor_thread_realtime = make_this_thread_realtime(priority)
 
 
 class TodaysLoopDaemon(BenchDaemon):
