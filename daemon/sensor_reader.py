@@ -8,9 +8,11 @@ chip 5 % fast or one read 10 ms late overflowed it. Here reads are planned on th
 * the grid: one read every ``sensor.poll_interval_s`` (the driver's fill target for its part's
   FIFO, for a chip 10 % fast), counted from the planned time, not from when the last read
   ended; a late read is followed by the next planned one, never by a burst of catch-up reads;
-* window ends: when the next window's last sample is due (from the ring's sequence numbers,
-  the last timestamp and the chip's measured rate), a read comes ``WINDOW_READ_MARGIN_S`` plus
-  half a period after it, reading the count first (``exact``) so that sample is in it. The
+* window ends: when the last sample of the first window to end after the newest sample read
+  is due (from the ring's sequence numbers, the last timestamp and the chip's measured rate;
+  the window thread may not have cut the window before it yet), a read comes
+  ``WINDOW_READ_MARGIN_S`` plus half a period after it, reading the count first (``exact``)
+  so that sample is in it. The
   grid before it is spaced evenly (never wider than the fill target) so that its last read
   (the pre-read) *ends* ``PRE_READ_MARGIN_S`` before the window's end, keeping the window-end
   read short on the bus. The window is then cut soon after its last sample, with one extra
@@ -23,7 +25,8 @@ the wire, measured with ``odar bench daemon --stages``). So the reader learns wh
 cost per sample (the median of its recent plain reads: wire, transactions, host) and starts
 the pre-read early enough for it to end in time. And as each read carries what came while the
 one before was on the wire, a second pre-read back to back (where the first would leave it at
-least the margin's samples) leaves the window read ~12 samples at 1 kHz instead of ~20-25.
+least the margin's samples, and at least ``MIN_SECOND_PRE_READ_SAMPLES``) leaves the window read
+~12 samples at 1 kHz instead of ~20-25.
 """
 
 from __future__ import annotations
@@ -53,10 +56,13 @@ COST_MIN_SAMPLES = 8
 #: ... the median of this many of the latest (a stalled read does not move it).
 COST_READS = 15
 #: A second pre-read, back to back with the first, when the first would leave at least
-#: the margin's samples (at least one) for it: each read carries the samples that came during
-#: the one before
+#: the margin's samples for it: each read carries the samples that came during the one before
 #: (at 1 kHz and 400 kHz ~0.3 of them), so the window read carries ~0.3 x fewer again.
 MAX_PRE_READS = 2
+#: ... and at least this many: fewer (~1 ms on a 400 kHz wire) are not worth a transaction.
+#: At 100 Hz, read every half second, a second pre-read would take ~1.5 samples (0.4 ms) off
+#: the window read for 5 more bus bytes a window, 0.1 a sample.
+MIN_SECOND_PRE_READ_SAMPLES = 4.0
 #: Reads closer together than this are merged into the earlier one.
 MIN_READ_SPACING_S = 0.002
 #: A window read that did not find the window's last sample (the chip slower than measured,
@@ -97,8 +103,12 @@ class PlannedRead:
 
 
 class SensorReader:
-    """Reads ``sensor`` into ``ring`` on the plan above. ``window_end_seq`` returns the ring
-    sequence number of the next window's last sample (None: no window is pending)."""
+    """Reads ``sensor`` into ``ring`` on the plan above. ``window_end_after(seq)`` returns the
+    ring sequence number of the last sample of the first window that ends after ``seq``, the
+    newest sample read (None: no window is pending). It must not wait for the window thread
+    to cut the window before: the next read is planned as soon as a read is appended, and a
+    window end already read would leave that plan on the grid, past the next window's end
+    (:meth:`odar.windows.WindowCutter.window_end_after`)."""
 
     def __init__(
         self,
@@ -106,12 +116,12 @@ class SensorReader:
         ring: Ring,
         clock: Clock,
         *,
-        window_end_seq: Callable[[], int | None] | None = None,
+        window_end_after: Callable[[int], int | None] | None = None,
     ) -> None:
         self.sensor = sensor
         self.ring = ring
         self.clock = clock
-        self.window_end_seq = window_end_seq
+        self.window_end_after = window_end_after
         self.reads = {"grid": 0, "pre-read": 0, "window": 0}
         self._grid_from = clock.monotonic()
         self._last_read_at = self._grid_from
@@ -169,21 +179,22 @@ class SensorReader:
         # (at - grid_from).
         q = self.read_seconds_per_sample * rate
         second_carries = q * ahead * rate / (1.0 + q)
-        worth = max(1.0, PRE_READ_MARGIN_S * rate)
+        worth = max(MIN_SECOND_PRE_READ_SAMPLES, PRE_READ_MARGIN_S * rate)
         self._pre_reads_planned = MAX_PRE_READS if second_carries >= worth else 1
         spread = sum(q**k for k in range(1, self._pre_reads_planned + 1))
         at = self._grid_from + ahead / (1.0 + spread)
         return PlannedRead(max(at, now), False, "pre-read", end)
 
     def _window_read_at(self) -> float | None:
-        if self.window_end_seq is None:
+        if self.window_end_after is None:
             return None
-        end = self.window_end_seq()
+        newest = self.ring.write_seq - 1
+        end = self.window_end_after(newest)
         self._window_end_planned = end
         last = self.sensor.last_timestamp
         if end is None or last is None:
             return None
-        ahead = end - (self.ring.write_seq - 1)  # samples after the newest delivered
+        ahead = end - newest  # samples after the newest delivered
         if ahead <= 0:
             return None
         period = 1.0 / self.sensor.measured_rate_hz

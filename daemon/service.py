@@ -573,7 +573,7 @@ class Daemon:
                 pulse.beat()
 
         reader = SensorReader(
-            sensor, self.ring, clock, window_end_seq=self.cutter.next_window_end_seq
+            sensor, self.ring, clock, window_end_after=self.cutter.window_end_after
         )
         reader.run(self._halt, after_read)
 

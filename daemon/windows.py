@@ -88,6 +88,21 @@ class WindowCutter:
         beyond = last_model - run_seqs.shape[0]
         return self._raw_first_seq + (beyond + 1) * k - 1
 
+    def window_end_after(self, seq: int) -> int | None:
+        """Ring sequence number of the last raw sample of the first window that ends after
+        ``seq`` (the newest sample read), if no gap comes first.
+
+        The next window's end, or, where the window thread has not yet cut that window (its
+        last sample is already in the ring), the end a whole number of hops later: windows in
+        a gap-free run end ``hop`` model samples apart. Safe to call from the sensor thread,
+        as :meth:`next_window_end_seq`.
+        """
+        end = self.next_window_end_seq()
+        if end is None or end > seq:
+            return end
+        step = self.hop * self.decimation
+        return end + ((seq - end) // step + 1) * step
+
     def next_window(self, timeout: float | None = None) -> Window | None:
         """The next window, waiting up to ``timeout`` seconds for the producer."""
         deadline = None if timeout is None else time.monotonic() + timeout

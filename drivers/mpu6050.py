@@ -83,8 +83,12 @@ SAFETY_SAMPLES = 1
 #: find room (a +5 % chip and host jitter of several ms at 1 kHz).
 FIFO_FILL_TARGET = 0.7
 CHIP_FAST_HEADROOM = 0.10
-#: ... but at least this often, so that a slow rate does not delay the windows,
-MAX_POLL_INTERVAL_S = 0.250
+#: ... but at least this often, so that a vanished sensor is noticed within a second and the
+#: sensor thread's heartbeat stays far inside the watchdog's interval. (The windows need no
+#: more: the daemon's reader reads each window's end when it is due. At 0.25 s, as first
+#: set, 100 Hz read twice as often as its FIFO needs, and a chip 8 % slow, whose windows
+#: then came just over two grid steps apart, three times: 12.6 bus bytes a sample.)
+MAX_POLL_INTERVAL_S = 1.0
 #: ... and for at most this many samples, so that no read holds the bus long (64 samples are
 #: ~17 ms at 400 kHz; a big FIFO would otherwise be read a quarter second at a time).
 MAX_READ_SAMPLES = 64

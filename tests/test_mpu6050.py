@@ -17,6 +17,7 @@ from odar.drivers.mpu6050 import (
     SensorBlock,
     bus_can_carry,
     nearest_sample_rate,
+    poll_interval_for,
     raw_to_si,
     si_scale,
 )
@@ -262,6 +263,27 @@ def test_one_khz_needs_fast_mode_and_start_says_how(caplog) -> None:
         driver.start()
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert any("dtparam=i2c_arm_baudrate=400000" in r.getMessage() for r in errors)
+
+
+@pytest.mark.parametrize(
+    ("rate_hz", "fifo_bytes", "seconds"),
+    [
+        # 85 whole frames, filled to 70 % by a chip 10 % fast: 0.7 * 85 / (1.1 * rate).
+        (1000, 1024, 0.7 * 85 / 1100),
+        (400, 1024, 0.7 * 85 / 440),
+        (100, 1024, 0.7 * 85 / 110),  # 0.541 s: once per window at the demo's hop
+        # A 4096-byte FIFO would hold 2.2 s at 100 Hz: reads stop at 64 samples.
+        (100, 4096, 64 / 100),
+        # 42 frames of a 512-byte FIFO.
+        (100, 512, 0.7 * 42 / 110),
+        # At 10 Hz the FIFO would hold 5.4 s: read once a second all the same.
+        (10, 1024, 1.0),
+    ],
+)
+def test_poll_interval_is_the_fill_target_within_the_read_and_second_bounds(
+    rate_hz: float, fifo_bytes: int, seconds: float
+) -> None:
+    assert poll_interval_for(rate_hz, fifo_bytes) == pytest.approx(seconds)
 
 
 # -- streaming --------------------------------------------------------------------------------

@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from odar.drivers.emulated.clock import VirtualClock
-from odar.drivers.mpu6050 import SensorBlock
+from odar.drivers.mpu6050 import SensorBlock, poll_interval_for
+from odar.ring_buffer import RingBuffer
 from odar.sensor_reader import (
     PRE_READ_MARGIN_S,
     WINDOW_READ_MARGIN_S,
     WINDOW_RETRY_PERIODS,
     SensorReader,
 )
+from odar.windows import WindowCutter
 
 
 class ScriptedSensor:
@@ -87,7 +89,7 @@ def stepped_reader(sensor: ScriptedSensor, clock: VirtualClock, hop: int, until:
     """A reader whose windows end every `hop` samples, stepped until `until` virtual seconds."""
     ring = Ring()
     reader = SensorReader(
-        sensor, ring, clock, window_end_seq=lambda: (ring.write_seq // hop + 1) * hop - 1
+        sensor, ring, clock, window_end_after=lambda newest: ((newest + 1) // hop + 1) * hop - 1
     )
     while clock.monotonic() < until:
         reader.step()
@@ -150,12 +152,39 @@ def test_at_100_hz_the_window_read_carries_the_margins_time_not_a_count_of_sampl
     # under one sample, so the window read carries one or two samples, not 8 (80 ms' worth).
     clock = VirtualClock()
     sensor = ScriptedSensor(clock, rate_hz=100.0, read_s=0.0005, read_s_per_sample=0.00027)
-    sensor.poll_interval_s = 0.250
+    sensor.poll_interval_s = poll_interval_for(100.0)  # 0.54 s: just over a hop
     reader = stepped_reader(sensor, clock, hop=50, until=10.0)
     window_sizes = [n for (_, exact), n in zip(sensor.reads, sensor.sizes, strict=True) if exact]
     assert len(window_sizes) >= 18
     assert max(window_sizes) <= 2
-    assert reader.reads["pre-read"] == len(window_sizes)  # one: a second would carry < 1
+    # One pre-read a window and nothing else: a second would take ~1.5 samples off the window
+    # read, not worth its transaction, and the grid's fill target is longer than a hop.
+    assert reader.reads["pre-read"] == len(window_sizes)
+    assert reader.reads["grid"] <= 1
+
+
+def test_windows_the_window_thread_has_not_cut_yet_still_get_their_reads() -> None:
+    # The next read is planned as soon as a read is appended, before the window thread cuts
+    # the window that read completed: the cutter's next window is then one already read. At
+    # 100 Hz the grid's fill target (0.54 s) is longer than a hop (0.5 s), so a plan that took
+    # no window for a grid read would go on missing every window's end, and each window
+    # would wait in the FIFO for up to half a second.
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, rate_hz=100.0, read_s=0.0005, read_s_per_sample=0.00027)
+    sensor.poll_interval_s = poll_interval_for(100.0)
+    ring = RingBuffer(4000)
+    cutter = WindowCutter(ring, window=400, hop=50, start_seq=0)
+    reader = SensorReader(sensor, ring, clock, window_end_after=cutter.window_end_after)
+    window_ends: list[float] = []
+    while clock.monotonic() < 30.0:
+        reader.step()  # plans the next read before the windows below are cut
+        while (window := cutter.poll()) is not None:
+            window_ends.append(window.t_end)
+    window_reads = [at for at, exact in sensor.reads if exact]
+    assert len(window_ends) >= 50
+    # Each window after the first is read 0.5 period + the margin after its last sample.
+    read_after = np.array(window_reads[-len(window_ends) + 1 :]) - np.array(window_ends[1:])
+    np.testing.assert_allclose(read_after, 0.005 + WINDOW_READ_MARGIN_S, atol=1e-6)
 
 
 def test_a_window_end_that_moves_far_on_after_a_pre_read_does_not_hold_the_grid_back() -> None:
@@ -166,7 +195,7 @@ def test_a_window_end_that_moves_far_on_after_a_pre_read_does_not_hold_the_grid_
     sensor = ScriptedSensor(clock, read_s=0.001)
     ring = Ring()
     ends = {"next": 999}
-    reader = SensorReader(sensor, ring, clock, window_end_seq=lambda: ends["next"])
+    reader = SensorReader(sensor, ring, clock, window_end_after=lambda newest: ends["next"])
     while reader.reads["pre-read"] == 0:
         reader.step()
     ends["next"] = 4999
@@ -182,7 +211,7 @@ def test_a_recovering_driver_is_read_again_at_once_it_paces_itself() -> None:
     clock = VirtualClock()
     sensor = ScriptedSensor(clock, read_s=0.050)
     ring = Ring()
-    reader = SensorReader(sensor, ring, clock, window_end_seq=lambda: 10_000)
+    reader = SensorReader(sensor, ring, clock, window_end_after=lambda newest: 10_000)
     reader.step()
     sensor.poll_interval_s = 0.0  # as MPU6050 says while recovering
     reader.step()

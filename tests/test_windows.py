@@ -196,6 +196,22 @@ def test_the_next_window_end_is_the_last_raw_sample_of_the_next_window(decimatio
     assert expected > first - 1  # the next window is not in the ring yet
 
 
+@pytest.mark.parametrize("decimation", [1, 3])
+def test_the_window_end_after_the_newest_sample_skips_windows_not_cut_yet(decimation) -> None:
+    # The sensor thread asks right after appending, before the window thread has cut.
+    ring = RingBuffer(4000)
+    cutter = WindowCutter(ring, window=20, hop=7, decimation=decimation)
+    k = decimation
+    assert cutter.window_end_after(0) == 20 * k - 1  # nothing cut, nothing past the first
+    ring.append(block(0, 40 * k))  # windows ending at model samples 19, 26, 33 are in it
+    assert cutter.next_window_end_seq() == 20 * k - 1  # the window thread has not cut
+    assert cutter.window_end_after(40 * k - 1) == 41 * k - 1  # the window ending at 40
+    assert cutter.window_end_after(26 * k - 1) == 27 * k - 1  # 26 is still to come
+    cut = all_windows(cutter)
+    assert [w.seq + 20 * k - 1 for w in cut] == [20 * k - 1, 27 * k - 1, 34 * k - 1]
+    assert cutter.next_window_end_seq() == cutter.window_end_after(40 * k - 1)
+
+
 def test_restart_at_a_press_skips_samples_taken_before_it() -> None:
     # Samples 30..34 were still in the sensor's FIFO at the press (time of sample 35): they
     # reach the ring after it, numbered after the press's write sequence, yet come before it.

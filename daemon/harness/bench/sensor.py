@@ -595,7 +595,7 @@ def stream_loop(
     """The daemon's loop (``odar.sensor_reader``) or the one it replaced, for ``seconds``."""
     end = clock.monotonic() + seconds
     if loop == "daemon":
-        reader = SensorReader(driver, ring, clock, window_end_seq=trace.cutter.next_window_end_seq)
+        reader = SensorReader(driver, ring, clock, window_end_after=trace.cutter.window_end_after)
         while clock.monotonic() < end:
             faults.before_read(clock.monotonic())
             block = reader.step()
