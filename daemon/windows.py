@@ -63,30 +63,39 @@ class WindowCutter:
         self._next_seq = self.ring.write_seq if seq is None else seq
         self._not_before = not_before
         self._clear_run()
+        self._publish_next_window_end()
 
     def poll(self) -> Window | None:
         """The next window if the ring already holds it, else None; never blocks."""
         while True:
             window = self._take_window()
             if window is not None:
+                self._publish_next_window_end()
                 return window
-            if not self._fetch():
+            fetched = self._fetch()
+            self._publish_next_window_end()
+            if not fetched:
                 return None
 
     def next_window_end_seq(self) -> int | None:
         """Ring sequence number of the next window's last raw sample, if no gap comes first.
 
-        A hint for the sensor reader's schedule, safe to call from its thread: it reads a
-        few attributes the window thread replaces, never mutates them in place.
+        A hint for the sensor reader's schedule, safe to call from its thread: one number the
+        window thread replaces whole once its cutting is done. Worked out from the run's
+        arrays and cursor while the window thread changes them one by one, it was now and
+        then a window too far (seen at 400 Hz: a window read skipped, the window ~110 ms late).
         """
-        run_seqs, cursor = self._run_seqs, self._cursor
-        last_model = cursor + self.window - 1
+        return self._next_window_end
+
+    def _publish_next_window_end(self) -> None:
+        last_model = self._cursor + self.window - 1
         k = self.decimation
-        if last_model < run_seqs.shape[0]:
-            return int(run_seqs[last_model]) + k - 1
+        if last_model < self._run_seqs.shape[0]:
+            self._next_window_end = int(self._run_seqs[last_model]) + k - 1
+            return
         # Model samples past the run start at the first raw sample not yet averaged.
-        beyond = last_model - run_seqs.shape[0]
-        return self._raw_first_seq + (beyond + 1) * k - 1
+        beyond = last_model - self._run_seqs.shape[0]
+        self._next_window_end = self._raw_first_seq + (beyond + 1) * k - 1
 
     def window_end_after(self, seq: int) -> int | None:
         """Ring sequence number of the last raw sample of the first window that ends after

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import numpy as np
 import pytest
 
+from odar import windows as windows_module
 from odar.drivers.mpu6050 import SensorBlock
 from odar.ring_buffer import RingBuffer
 from odar.windows import WindowCutter
@@ -210,6 +212,39 @@ def test_the_window_end_after_the_newest_sample_skips_windows_not_cut_yet(decima
     cut = all_windows(cutter)
     assert [w.seq + 20 * k - 1 for w in cut] == [20 * k - 1, 27 * k - 1, 34 * k - 1]
     assert cutter.next_window_end_seq() == cutter.window_end_after(40 * k - 1)
+
+
+def test_the_next_window_end_seen_from_another_thread_is_never_half_updated() -> None:
+    # The sensor thread asks at any moment, between any two of the window thread's steps:
+    # every answer must be an end the cutter holds before or after a poll, never one worked
+    # out from arrays and a cursor of which only some were replaced.
+    ring = RingBuffer(4000)
+    cutter = WindowCutter(ring, window=20, hop=7, decimation=3)
+    seen: list[int | None] = []
+
+    def between_steps(frame, event, arg):
+        if frame.f_code.co_filename != windows_module.__file__:
+            return None
+        if event == "line":
+            seen.append(cutter.next_window_end_seq())
+        return between_steps
+
+    first = 0
+    for size in [5, 13, 1, 40, 9, 33, 2, 60] * 4:
+        ring.append(block(first, size))
+        first += size
+        ends = {cutter.next_window_end_seq()}
+        start = len(seen)
+        sys.settrace(between_steps)
+        try:
+            while (window := cutter.poll()) is not None:
+                ends.add(window.seq + 20 * 3 - 1)
+        finally:
+            sys.settrace(None)
+        ends.add(cutter.next_window_end_seq())
+        assert len(seen) > start
+        odd = [answer for answer in seen[start:] if answer not in ends]
+        assert not odd, f"after sample {first - 1}: {odd} not in {sorted(ends)}"
 
 
 def test_restart_at_a_press_skips_samples_taken_before_it() -> None:
