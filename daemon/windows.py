@@ -83,7 +83,7 @@ class WindowCutter:
         A hint for the sensor reader's schedule, safe to call from its thread: one number the
         window thread replaces whole once its cutting is done. Worked out from the run's
         arrays and cursor while the window thread changes them one by one, it was now and
-        then a window too far (seen at 400 Hz: a window read skipped, the window ~110 ms late).
+        then off by a window (seen at 400 Hz: a window read skipped, the window ~110 ms late).
         """
         return self._next_window_end
 
