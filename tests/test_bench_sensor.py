@@ -349,10 +349,11 @@ def test_a_gap_the_driver_counted_after_the_last_delivered_sample_is_a_pending_b
 
 
 def test_a_run_that_ends_before_a_found_loss_is_handed_over_counts_it_as_lost() -> None:
-    # The last read (120.19 s) finds the FIFO overflowed after a 330 ms stall in the read at
-    # 119.62 s and resets it: 54 samples the chip took after the last delivered one are gone,
-    # the gap is counted and waits for the next block. Counted only at a delivered break,
-    # they were 54 unaccounted samples.
+    # The last read finds the FIFO overflowed after a 330 ms stall in the read before and
+    # resets it: the samples the chip took after the last delivered one are gone, the gap is
+    # counted and waits for the next block. Counted only at a delivered break, they were
+    # unaccounted (54 samples with the reads of commit 84a99c3, 56 with session 6's cadence:
+    # the figure moves with when the reads fall, the accounting must not).
     report = bench_sensor.bench(
         bench_args(
             *("--seconds", "120", "--rate", "100", "--chip-clock", "-0.08", "--part", "0x70"),
@@ -362,7 +363,10 @@ def test_a_run_that_ends_before_a_found_loss_is_handed_over_counts_it_as_lost() 
         logging.getLogger("test.b.pending"),
     )
     assert report["samples_left_in_fifo"] == 0
-    assert report["samples_lost"] == report["truth"]["samples_not_delivered"] + 54
+    # Lost at a delivered break is at most what was not delivered: more is the pending loss,
+    # and it is the end's, under a second of samples.
+    pending = report["samples_lost"] - report["truth"]["samples_not_delivered"]
+    assert 0 < pending < 100
     assert report["samples_unaccounted"] == 0
     assert report["faults_ok"] is True
 
