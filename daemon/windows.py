@@ -77,7 +77,7 @@ class WindowCutter:
             if not fetched:
                 return None
 
-    def next_window_end_seq(self) -> int | None:
+    def next_window_end_seq(self) -> int:
         """Ring sequence number of the next window's last raw sample, if no gap comes first.
 
         A hint for the sensor reader's schedule, safe to call from its thread: one number the
@@ -97,7 +97,7 @@ class WindowCutter:
         beyond = last_model - self._run_seqs.shape[0]
         self._next_window_end = self._raw_first_seq + (beyond + 1) * k - 1
 
-    def window_end_after(self, seq: int) -> int | None:
+    def window_end_after(self, seq: int) -> int:
         """Ring sequence number of the last raw sample of the first window that ends after
         ``seq`` (the newest sample read), if no gap comes first.
 
@@ -106,8 +106,8 @@ class WindowCutter:
         a gap-free run end ``hop`` model samples apart. Safe to call from the sensor thread,
         as :meth:`next_window_end_seq`.
         """
-        end = self.next_window_end_seq()
-        if end is None or end > seq:
+        end = self._next_window_end
+        if end > seq:
             return end
         step = self.hop * self.decimation
         return end + ((seq - end) // step + 1) * step
