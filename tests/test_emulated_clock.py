@@ -99,3 +99,48 @@ def test_scaled_clock_sleep_really_sleeps_seconds_over_speed(monkeypatch) -> Non
 def test_scaled_clock_rejects_a_speed_that_is_not_positive(speed: float) -> None:
     with pytest.raises(EmulationError, match="speed"):
         ScaledClock(speed)
+
+
+def test_scaled_clock_stands_still_while_paused_and_counts_the_pause(monkeypatch) -> None:
+    fake = FakeRealTime()
+    monkeypatch.setattr(clock_module, "time", fake)
+    clock = ScaledClock(10.0)
+    fake.now += 0.1
+    assert clock.monotonic() == pytest.approx(1.0)
+    with clock.paused():
+        fake.now += 2.0  # the emulation computing: no time for the world
+        assert clock.monotonic() == pytest.approx(1.0)
+        with clock.paused():  # nested: the clock resumes when the outer pause ends
+            fake.now += 1.0
+        assert clock.monotonic() == pytest.approx(1.0)
+    fake.now += 0.05
+    assert clock.monotonic() == pytest.approx(1.5)
+    assert clock.paused_seconds == pytest.approx(3.0)
+
+
+def test_scaled_clock_sleep_lets_the_asked_world_time_pass_across_a_pause() -> None:
+    clock = ScaledClock(1.0)
+    slept: list[float] = []
+
+    def sleeper() -> None:
+        before = clock.monotonic()
+        clock.sleep(0.02)
+        slept.append(clock.monotonic() - before)
+
+    with clock.paused():
+        thread = threading.Thread(target=sleeper)
+        thread.start()
+        thread.join(timeout=0.2)
+        # 0.2 s of real time, none of it the world's: the sleeper is still asleep.
+        assert thread.is_alive()
+    thread.join(timeout=5.0)
+    assert not thread.is_alive()
+    assert slept[0] >= 0.02
+
+
+def test_scaled_clock_refuses_a_sleep_inside_its_own_pause() -> None:
+    clock = ScaledClock(10.0)
+    with clock.paused(), pytest.raises(EmulationError, match="paused"):
+        clock.sleep(0.1)
+    clock.sleep(0.001)  # the pause is over
+    assert clock.paused_seconds > 0

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 from smbus2 import i2c_msg
 
+from odar.drivers.emulated import clock as clock_module
 from odar.drivers.emulated.bus import EmulatedSMBus
-from odar.drivers.emulated.clock import VirtualClock
+from odar.drivers.emulated.clock import ScaledClock, VirtualClock
 from odar.drivers.emulated.mpu6050 import EmulatedMPU6050
 
 ADDRESS = 0x68
@@ -188,6 +189,54 @@ def test_the_motion_source_is_asked_for_every_sample_instant_in_order() -> None:
     times = np.concatenate(motion.calls)
     assert np.all(np.diff(times) == pytest.approx(1 / 500))
     assert len(times) == pytest.approx((times[-1] - times[0]) * 500 + 1)
+
+
+class FakeRealTime:
+    """The time module for a ScaledClock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 500.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class SlowToCompute(Constant):
+    """Still and flat, but every call takes ``seconds`` of real time, as Python does."""
+
+    def __init__(self, real: FakeRealTime, seconds: float) -> None:
+        super().__init__(0, 0, G, 0, 0, 0)
+        self.real, self.seconds = real, seconds
+
+    def read(self, times: np.ndarray) -> np.ndarray:
+        self.real.now += self.seconds
+        return super().read(times)
+
+
+def test_on_a_scaled_clock_the_chips_computing_takes_none_of_the_worlds_time(
+    monkeypatch,
+) -> None:
+    real = FakeRealTime()
+    monkeypatch.setattr(clock_module, "time", real)
+    clock = ScaledClock(10.0)
+    bus = EmulatedSMBus(clock, bus_hz=400_000)
+    motion = SlowToCompute(real, 0.05)
+    chip = EmulatedMPU6050(motion, clock, settle_s=0.0, frame_write_s=0.0, reset_s=0.0)
+    bus.attach(ADDRESS, chip)
+    configure(bus)  # 1 kHz
+    counted_from, before = clock.monotonic(), chip.samples_produced
+    for _ in range(5):
+        real.now += 0.02  # a fifth of a second of the world
+        fifo_count(bus)
+    world = clock.monotonic() - counted_from
+    # Each count's 50 ms of computing would have been 0.5 s of the world, and 500 samples.
+    assert len(motion.calls) == 5
+    assert world == pytest.approx(1.0, abs=0.01)
+    assert chip.samples_produced - before == pytest.approx(1000 * world, abs=2)
+    assert clock.paused_seconds == pytest.approx(0.05 * 5)
 
 
 # ---------------------------------------------------------------- conversion

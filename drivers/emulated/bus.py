@@ -25,7 +25,8 @@ so a sample rate the bus cannot carry makes the emulated FIFO overflow as on the
 Every message of a transaction reaches its devices at the moment the transaction does (a
 device with ``begin_transaction(moment)`` is told it). On a real-time clock the devices' own
 computing (the emulated chip producing the samples due) overlaps that time, as a chip's work
-in silicon would, and lengthens the transaction only beyond it; ``trace`` says how much.
+in silicon would, and lengthens the transaction only beyond it; ``trace`` says how much. The
+emulated chip pauses a :class:`ScaledClock` while it computes, so there it takes no time.
 
 Host scheduling (:class:`HostJitter`, seeded): before the devices see a transaction the host
 may be late by a small random delay (the scheduler, the i2c-bcm2835 interrupt) and, now and

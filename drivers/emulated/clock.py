@@ -46,10 +46,18 @@ class VirtualClock:
 
 
 class ScaledClock:
-    """Real time sped up: virtual = start + real elapsed * speed.
+    """Real time sped up: virtual = start + (real elapsed - real time paused) * speed.
 
     For multi-threaded runs (the daemon demo) where threads really block, but faster than
-    the wall clock. ``sleep(s)`` really sleeps ``s / speed`` seconds.
+    the wall clock. ``sleep(s)`` really sleeps ``s / speed`` seconds, and longer if the clock
+    is paused meanwhile.
+
+    ``paused()`` stops virtual time for every thread while the emulation computes what
+    hardware does in no time: the emulated chip working out the wearer's motion for the
+    samples due takes about a millisecond of Python a transaction, which a chip does in
+    silicon. Counted, it would be the wearer's time ``speed`` times over (10 ms at speed 10,
+    an eighth of what the FIFO holds at 1 kHz), and a transaction would last that long.
+    ``paused_seconds`` is the real time not counted, for benches to print.
     """
 
     def __init__(self, speed: float, *, start: float = 0.0) -> None:
@@ -57,14 +65,82 @@ class ScaledClock:
             raise EmulationError(f"ScaledClock: speed={speed!r} must be > 0")
         self.speed = float(speed)
         self._start = float(start)
-        self._real_origin = time.monotonic()
+        # A lock, not a published tuple: a reader between a pause's start and its reading
+        # of the real time would see time step back when the pause ends.
+        self._lock = threading.Lock()
+        self._origin = time.monotonic()  # the real time virtual time counts from
+        self._paused_at: float | None = None
+        self._pausing: dict[int, int] = {}  # thread ident -> pauses it holds
+        self._pauses_ended = 0
+        self._running = threading.Event()
+        self._running.set()
+        self.paused_seconds = 0.0
 
     def monotonic(self) -> float:
-        return self._start + (time.monotonic() - self._real_origin) * self.speed
+        with self._lock:
+            real = time.monotonic() if self._paused_at is None else self._paused_at
+            return self._start + (real - self._origin) * self.speed
 
     def sleep(self, seconds: float) -> None:
-        if seconds > 0:
-            time.sleep(seconds / self.speed)
+        if not seconds > 0:
+            return
+        with self._lock:
+            pausing = threading.get_ident() in self._pausing
+        if pausing:
+            raise EmulationError("ScaledClock.sleep inside paused(): time would never move")
+        until = self.monotonic() + seconds
+        while True:
+            self._running.wait()
+            with self._lock:
+                pauses_before = self._pauses_ended
+            remaining = until - self.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(remaining / self.speed)
+            with self._lock:
+                # Unpaused throughout: the real sleep was the whole of it (no float chasing).
+                if self._pauses_ended == pauses_before and self._paused_at is None:
+                    return
+
+    def paused(self) -> _Pause:
+        """A context in which virtual time stands still for every thread (until the last of
+        nested or concurrent pauses ends)."""
+        return _Pause(self)
+
+    def _pause(self) -> None:
+        with self._lock:
+            me = threading.get_ident()
+            self._pausing[me] = self._pausing.get(me, 0) + 1
+            if self._paused_at is None:
+                self._running.clear()
+                self._paused_at = time.monotonic()
+
+    def _resume(self) -> None:
+        with self._lock:
+            me = threading.get_ident()
+            self._pausing[me] -= 1
+            if not self._pausing[me]:
+                del self._pausing[me]
+            if not self._pausing and self._paused_at is not None:
+                paused_for = time.monotonic() - self._paused_at
+                self.paused_seconds += paused_for
+                self._origin += paused_for
+                self._paused_at = None
+                self._pauses_ended += 1
+                self._running.set()
 
     def __repr__(self) -> str:
         return f"ScaledClock(speed={self.speed}, now={self.monotonic():.6f})"
+
+
+class _Pause:
+    __slots__ = ("_clock",)
+
+    def __init__(self, clock: ScaledClock) -> None:
+        self._clock = clock
+
+    def __enter__(self) -> None:
+        self._clock._pause()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._clock._resume()

@@ -41,6 +41,10 @@ What a chip on a wearable does that an ideal one does not (the "honest" part):
   supply dip beside a vibration motor does.
 * ACCEL_CONFIG2 (0x1D) exists on the 6500-class parts (kernel: INV_MPU6500_REG_ACCEL_CONFIG_2);
   here it is plain storage on every part.
+* The chip's own computing (the wearer's motion for every sample due: about a millisecond of
+  Python a transaction) is silicon's work, done in no time: on a :class:`ScaledClock` the
+  clock stands still meanwhile. Counted, it would be ``speed`` times the wearer's time, at
+  speed 10 an eighth of what the FIFO holds at 1 kHz for every transaction.
 * ``record_truth`` keeps every sample the chip produced (time, raw accel+gyro, settled), so a
   bench can compare each delivered sample with what the chip really sampled.
 
@@ -58,11 +62,14 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 import numpy as np
 
 from odar.drivers.clock import Clock
+from odar.drivers.emulated.clock import ScaledClock
 from odar.errors import EmulationError
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
@@ -261,6 +268,9 @@ class EmulatedMPU6050:
         self.samples_produced = 0
         self.fifo_bytes_lost = 0
         self._now = clock.monotonic()
+        self._computing: Callable[[], AbstractContextManager[None]] = (
+            clock.paused if isinstance(clock, ScaledClock) else nullcontext
+        )
         self._transaction_at: float | None = None
         self._power_on_reset()
 
@@ -503,7 +513,13 @@ class EmulatedMPU6050:
         return self._sample_rate_hz() * (1.0 + min(0.5, max(-0.5, error)))
 
     def _catch_up(self, now: float) -> None:
-        """Produce, in one vectorised step, every sample due between the last access and now."""
+        """Produce, in one vectorised step, every sample due between the last access and now.
+        On a scaled real-time clock this is silicon's work, done in no time: the clock stands
+        still meanwhile (:meth:`ScaledClock.paused`)."""
+        with self._computing():
+            self._produce_due(now)
+
+    def _produce_due(self, now: float) -> None:
         self._finish_tail(now)
         if self._asleep() or now <= self._phase_at:
             return

@@ -10,13 +10,17 @@ means is in :data:`DEFINITIONS`, which the JSON repeats under ``definitions``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import gc
 import json
 import os
 import resource
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import yaml
 
 from odar.config import Config, load_config
 from odar.drivers.emulated.bus import HostJitter
+from odar.drivers.emulated.clock import ScaledClock
 from odar.drivers.emulated.mpu6050 import PARTS_BY_WHO_AM_I, GroundTruth
 from odar.drivers.mpu6050 import SensorBlock, si_scale
 from odar.engine import Engine
@@ -45,8 +50,7 @@ DEFINITIONS = {
     "sensor_thread_realtime": (
         "whether the daemon's sensor thread ran at SCHED_FIFO (sensor.realtime_priority, as "
         "odar run does with the real sensor; odar.realtime); false: time-sharing, by "
-        "--time-sharing, above speed 1, or because this process may not (not root, no "
-        "RLIMIT_RTPRIO)"
+        "--time-sharing or because this process may not (not root, no RLIMIT_RTPRIO)"
     ),
     "latency": (
         "per inferred window: the clock time when the motor was told (or would have been) "
@@ -90,6 +94,19 @@ DEFINITIONS = {
         "later than asked it woke (p50, p99, max; wake-ups more than 25 ms late), and the "
         "1-minute load average at the end. The sensor thread wakes the same way: at 1 kHz an "
         "MPU-6050's FIFO holds 81 ms at +5 %, so a host this late overflows it"
+    ),
+    "garbage_collections": (
+        "the interpreter's garbage collections while the daemon ran, by generation: how many, "
+        "and the longest in real ms. A collection holds the GIL throughout: a sensor read due "
+        "meanwhile waits for it"
+    ),
+    "emulator_paused_share": (
+        "the share of the run's real time the emulated chip spent computing the samples due, "
+        "not counted as the world's time (ScaledClock.paused: a chip does it in silicon)"
+    ),
+    "interpreter_switch_interval_ms": (
+        "sys.getswitchinterval() during the run: the default (5 ms) divided by --speed above "
+        "speed 1, so that the wait for the GIL is as long in the world's time as at speed 1"
     ),
     "latency_stages": (
         "with --stages, per inferred window whose last sample the chip's ground truth "
@@ -163,9 +180,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--time-sharing",
         action="store_true",
-        help="leave the sensor thread time-sharing (by default, at --speed 1 or less, it "
-        "takes SCHED_FIFO at sensor.realtime_priority as with the real sensor, where "
-        "permitted)",
+        help="leave the sensor thread time-sharing (by default it takes SCHED_FIFO at "
+        "sensor.realtime_priority as with the real sensor, where permitted)",
     )
     parser.add_argument(
         "--baseline-loop",
@@ -385,9 +401,10 @@ def bench_config(
     emulated = dataclasses.replace(
         base.sensor.emulated, scenario=str(scenario), speed=speed, seed=seed
     )
-    # Above speed 1 the emulated chip's computing in the sensor thread grows with the speed,
-    # and at SCHED_FIFO it would starve the rest of the process; no real sensor runs there.
-    priority = None if time_sharing or speed > 1 else base.sensor.realtime_priority
+    # At every speed: at speed 10 and 1 kHz the sensor thread, the emulated chip's computing
+    # included, takes about a third of a core, and time-sharing lost samples where SCHED_FIFO
+    # lost none (docs/sensor-figures.md, session 7).
+    priority = None if time_sharing else base.sensor.realtime_priority
     sensor = dataclasses.replace(
         base.sensor, backend="emulated", emulated=emulated, realtime_priority=priority
     )
@@ -453,37 +470,96 @@ def run_once(
         )
         age_at_run = process_age_seconds()
         run_called = time.monotonic()
-        world = EmulatedWearable.open(config, args.config.resolve().parent)
-        unkind = make_unkind(world, args)
-        stages = None
-        if args.stages:
-            truth = GroundTruth()
-            bus_trace: list[tuple[float, float, float, float, float]] = []
-            world.sensor.chip.truth, world.sensor.bus.trace = truth, bus_trace
-            stages = StageTrace(world.wearable.clock, truth, bus_trace)
-        recorder = BenchRecorder(world.motion, stages)
-        notifier = TimingNotifier()
-        daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
-        idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
-        idle.start()
-        unkind.start()
-        host = HostLatenessMeter()
-        host.start()
-        status = world.run(daemon)
-        unkind.stop.set()
-        host.stop.set()
-        wall = time.monotonic() - run_called
-        idle.join(timeout=1.0)
-        report = summarise(daemon, recorder, notifier, idle, args, run_called, age_at_run)
-        report["wall_seconds"] = round(wall, 2)
-        report["exit_status"] = status
-        report["sensor"] = sensor_figures(daemon, world, unkind, idle.bus_start)
-        report["host_lateness"] = host.figures()
-        if stages is not None:
-            times = stages.window_times(si_scale(config.sensor.settings))
-            report["latency_stages"] = stage_figures(times) if times is not None else None
-            report["truth"] = stages.truth_summary
+        with interpreter_slice_scaled(args.speed):
+            switch_interval = sys.getswitchinterval()
+            world = EmulatedWearable.open(config, args.config.resolve().parent)
+            unkind = make_unkind(world, args)
+            stages = None
+            if args.stages:
+                truth = GroundTruth()
+                bus_trace: list[tuple[float, float, float, float, float]] = []
+                world.sensor.chip.truth, world.sensor.bus.trace = truth, bus_trace
+                stages = StageTrace(world.wearable.clock, truth, bus_trace)
+            recorder = BenchRecorder(world.motion, stages)
+            notifier = TimingNotifier()
+            daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
+            idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
+            idle.start()
+            unkind.start()
+            host = HostLatenessMeter()
+            host.start()
+            collections = GarbageCollectionMeter()
+            with collections:
+                status = world.run(daemon)
+            unkind.stop.set()
+            host.stop.set()
+            wall = time.monotonic() - run_called
+            idle.join(timeout=1.0)
+            report = summarise(daemon, recorder, notifier, idle, args, run_called, age_at_run)
+            report["wall_seconds"] = round(wall, 2)
+            report["exit_status"] = status
+            report["sensor"] = sensor_figures(daemon, world, unkind, idle.bus_start)
+            report["host_lateness"] = host.figures()
+            report["garbage_collections"] = collections.figures()
+            if stages is not None:
+                times = stages.window_times(si_scale(config.sensor.settings))
+                report["latency_stages"] = stage_figures(times) if times is not None else None
+                report["truth"] = stages.truth_summary
+        report["interpreter_switch_interval_ms"] = switch_interval * 1e3
+        clock = world.wearable.clock
+        paused = clock.paused_seconds if isinstance(clock, ScaledClock) else 0.0
+        # The real time the emulated chip's computing took, not counted as the world's.
+        report["emulator_paused_share"] = paused / wall
     return report
+
+
+@contextlib.contextmanager
+def interpreter_slice_scaled(speed: float) -> Iterator[None]:
+    """The interpreter's switch interval divided by ``speed`` while the world runs faster.
+
+    A thread that wants the GIL waits for the holder's slice to end: up to 5 ms, as on the
+    wearable at speed 1, but ``speed`` times that in the world's time above it (50 ms at
+    speed 10, over half of what the FIFO holds at 1 kHz; session 7 traced sensor reads that
+    waited so long and overflowed it)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(previous / max(1.0, speed))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
+
+
+class GarbageCollectionMeter:
+    """Every collection of the interpreter's cycle collector while in the ``with`` block."""
+
+    def __init__(self) -> None:
+        self._started: dict[int, float] = {}
+        self.pauses: list[tuple[int, float]] = []  # (generation, real seconds)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started[threading.get_ident()] = now
+        else:
+            started = self._started.pop(threading.get_ident(), now)
+            self.pauses.append((info["generation"], now - started))
+
+    def __enter__(self) -> GarbageCollectionMeter:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def figures(self) -> dict[str, dict[str, float]]:
+        by_generation: dict[str, dict[str, float]] = {}
+        for generation in range(3):
+            pauses = [seconds for gen, seconds in self.pauses if gen == generation]
+            by_generation[str(generation)] = {
+                "count": len(pauses),
+                "max_ms": max(pauses, default=0.0) * 1e3,
+            }
+        return by_generation
 
 
 class HostLatenessMeter(threading.Thread):
@@ -615,9 +691,9 @@ def sensor_figures(
 class BenchDaemon(Daemon):
     """The daemon with its sensor thread scheduled as with the real sensor (odar.realtime):
     SCHED_FIFO at sensor.realtime_priority, which :func:`bench_config` sets to null for
-    --time-sharing and above speed 1. The product keeps the emulated backend time-sharing
-    (its chip computes inside each read, which at a world speed far above 1 would take a
-    core); at speed 1 the bench wants the real thing."""
+    --time-sharing. The product keeps the emulated backend time-sharing (its chip computes
+    inside each read, a third of a core at speed 10 and 1 kHz, which a demo should not take
+    at real-time priority); the bench wants the real thing."""
 
     #: Whether the sensor thread got SCHED_FIFO (None: the thread has not started).
     sensor_thread_realtime: bool | None = None
@@ -798,6 +874,21 @@ def render(report: dict[str, Any]) -> str:
             f"host: 10 ms sleeps woke late by p50 {host['p50_ms']:.1f} ms, p99 "
             f"{host['p99_ms']:.1f} ms, max {host['max_ms']:.0f} ms ({host['over_25_ms']} over "
             f"25 ms); load average {host['load_average_1min_at_end']:.1f}"
+        )
+    if "emulator_paused_share" in report:
+        lines.append(
+            f"emulated chip's computing: {report['emulator_paused_share']:.1%} of real time, "
+            "not counted as the world's; interpreter switch interval "
+            f"{report['interpreter_switch_interval_ms']:.2f} ms"
+        )
+    collected = report.get("garbage_collections")
+    if collected:
+        lines.append(
+            "garbage collections: "
+            + ", ".join(
+                f"generation {gen} {fig['count']:.0f} (longest {fig['max_ms']:.1f} ms)"
+                for gen, fig in collected.items()
+            )
         )
     sensor = report.get("sensor")
     if sensor:

@@ -36,7 +36,8 @@ STAGES = {
     "host_jitter": "the emulated host's injected lateness inside that read",
     "bus_wire": "the read's transactions' time on the wire (bits at the bus clock, stalls)",
     "emulator": "the emulated chip's computing (the wearer's motion for the samples due, on "
-    "this host's CPU) beyond the wire time it overlaps: a cost of the emulation only",
+    "this host's CPU) beyond the wire time it overlaps: a cost of the emulation only, and "
+    "about 0 since session 7: the world's clock stands still meanwhile (ScaledClock.paused)",
     "read_host": "the rest of the read: the driver's Python between and around its "
     "transactions, the host's sleep overshoot, waits for the GIL",
     "to_ring": "the read returned -> the block in the ring buffer (decode, stamp, append)",
