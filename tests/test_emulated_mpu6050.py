@@ -12,6 +12,7 @@ import math
 import numpy as np
 import pytest
 from smbus2 import i2c_msg
+from test_emulated_clock import FakeRealTime
 
 from odar.drivers.emulated import clock as clock_module
 from odar.drivers.emulated.bus import EmulatedSMBus
@@ -189,19 +190,6 @@ def test_the_motion_source_is_asked_for_every_sample_instant_in_order() -> None:
     times = np.concatenate(motion.calls)
     assert np.all(np.diff(times) == pytest.approx(1 / 500))
     assert len(times) == pytest.approx((times[-1] - times[0]) * 500 + 1)
-
-
-class FakeRealTime:
-    """The time module for a ScaledClock, moved by hand."""
-
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class SlowToCompute(Constant):
