@@ -18,7 +18,6 @@ from odar.harness.bench.daemon import (
     GarbageCollectionMeter,
     bench_scenario,
     current_rss_kib,
-    interpreter_slice_scaled,
     percentile,
     process_age_seconds,
     thread_cpu_seconds,
@@ -110,18 +109,6 @@ def test_the_world_speed_shortens_the_interpreter_slice_and_pauses_for_the_chip(
     collections = report["garbage_collections"]
     assert set(collections) == {"0", "1", "2"}
     assert all(fig["count"] >= 0 and fig["max_ms"] >= 0 for fig in collections.values())
-
-
-def test_the_interpreter_slice_is_scaled_only_above_speed_1_and_restored():
-    before = sys.getswitchinterval()
-    with interpreter_slice_scaled(10.0):
-        assert sys.getswitchinterval() == pytest.approx(before / 10)
-    assert sys.getswitchinterval() == before
-    with interpreter_slice_scaled(0.5):
-        assert sys.getswitchinterval() == before
-    with pytest.raises(RuntimeError), interpreter_slice_scaled(4.0):
-        raise RuntimeError("the run failed")
-    assert sys.getswitchinterval() == before
 
 
 def test_a_garbage_collection_is_measured_by_generation():

@@ -1,11 +1,15 @@
-"""The emulated wearable's mock pins: gpiozero's, with a bounded memory of their states."""
+"""The emulated wearable: its mock pins (gpiozero's, with a bounded memory of their states) and
+the interpreter slice of a world that runs faster."""
 
 from __future__ import annotations
 
+import sys
+
+import pytest
 from gpiozero import LED
 from gpiozero.pins.mock import MockFactory
 
-from odar.harness.emulated_wearable import PIN_HISTORY, BoundedHistoryPin
+from odar.harness.emulated_wearable import PIN_HISTORY, BoundedHistoryPin, interpreter_slice_scaled
 
 
 def test_a_pin_remembers_only_its_latest_state_changes():
@@ -22,3 +26,15 @@ def test_a_pin_remembers_only_its_latest_state_changes():
         assert len(pin.states) == 1 and pin.states.maxlen == PIN_HISTORY
     finally:
         factory.reset()
+
+
+def test_the_interpreter_slice_is_scaled_only_above_speed_1_and_restored():
+    before = sys.getswitchinterval()
+    with interpreter_slice_scaled(10.0):
+        assert sys.getswitchinterval() == pytest.approx(before / 10)
+    assert sys.getswitchinterval() == before
+    with interpreter_slice_scaled(0.5):
+        assert sys.getswitchinterval() == before
+    with pytest.raises(RuntimeError), interpreter_slice_scaled(4.0):
+        raise RuntimeError("the run failed")
+    assert sys.getswitchinterval() == before

@@ -9,8 +9,10 @@ as on real hardware and cannot tell which it drives.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +65,8 @@ class EmulatedWearable:
     config: Config
     #: The daemon's probe: hangs or fails its threads when the scenario says so.
     thread_faults: ThreadFaults = dataclasses.field(default_factory=ThreadFaults)
+    #: The interpreter's switch interval while :meth:`run` ran (None: it has not).
+    switch_interval_s: float | None = None
 
     @classmethod
     def open(
@@ -127,9 +131,27 @@ class EmulatedWearable:
         player = self.player(daemon)
         player.start()
         try:
-            return daemon.run()
+            with interpreter_slice_scaled(self.config.sensor.emulated.speed):
+                self.switch_interval_s = sys.getswitchinterval()
+                return daemon.run()
         finally:
             player.cancel()
+
+
+@contextlib.contextmanager
+def interpreter_slice_scaled(speed: float) -> Iterator[None]:
+    """The interpreter's switch interval divided by ``speed`` while the world runs faster.
+
+    A thread that wants the GIL waits for the holder's slice to end: up to 5 ms, as on the
+    wearable at speed 1, but ``speed`` times that in the world's time above it (50 ms at
+    speed 10, over half of what the FIFO holds at 1 kHz; session 7 traced sensor reads that
+    waited so long and overflowed it)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(previous / max(1.0, speed))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(previous)
 
 
 def run_emulated(config: Config, config_path: Path) -> int:

@@ -10,17 +10,14 @@ means is in :data:`DEFINITIONS`, which the JSON repeats under ``definitions``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import gc
 import json
 import os
 import resource
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +103,8 @@ DEFINITIONS = {
     ),
     "interpreter_switch_interval_ms": (
         "sys.getswitchinterval() during the run: the default (5 ms) divided by --speed above "
-        "speed 1, so that the wait for the GIL is as long in the world's time as at speed 1"
+        "speed 1 (EmulatedWearable.run, for every world that runs faster), so that the wait "
+        "for the GIL is as long in the world's time as at speed 1"
     ),
     "latency_stages": (
         "with --stages, per inferred window whose last sample the chip's ground truth "
@@ -470,42 +468,40 @@ def run_once(
         )
         age_at_run = process_age_seconds()
         run_called = time.monotonic()
-        with interpreter_slice_scaled(args.speed):
-            switch_interval = sys.getswitchinterval()
-            world = EmulatedWearable.open(config, args.config.resolve().parent)
-            unkind = make_unkind(world, args)
-            stages = None
-            if args.stages:
-                truth = GroundTruth()
-                bus_trace: list[tuple[float, float, float, float, float]] = []
-                world.sensor.chip.truth, world.sensor.bus.trace = truth, bus_trace
-                stages = StageTrace(world.wearable.clock, truth, bus_trace)
-            recorder = BenchRecorder(world.motion, stages)
-            notifier = TimingNotifier()
-            daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
-            idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
-            idle.start()
-            unkind.start()
-            host = HostLatenessMeter()
-            host.start()
-            collections = GarbageCollectionMeter()
-            with collections:
-                status = world.run(daemon)
-            unkind.stop.set()
-            host.stop.set()
-            wall = time.monotonic() - run_called
-            idle.join(timeout=1.0)
-            report = summarise(daemon, recorder, notifier, idle, args, run_called, age_at_run)
-            report["wall_seconds"] = round(wall, 2)
-            report["exit_status"] = status
-            report["sensor"] = sensor_figures(daemon, world, unkind, idle.bus_start)
-            report["host_lateness"] = host.figures()
-            report["garbage_collections"] = collections.figures()
-            if stages is not None:
-                times = stages.window_times(si_scale(config.sensor.settings))
-                report["latency_stages"] = stage_figures(times) if times is not None else None
-                report["truth"] = stages.truth_summary
-        report["interpreter_switch_interval_ms"] = switch_interval * 1e3
+        world = EmulatedWearable.open(config, args.config.resolve().parent)
+        unkind = make_unkind(world, args)
+        stages = None
+        if args.stages:
+            truth = GroundTruth()
+            bus_trace: list[tuple[float, float, float, float, float]] = []
+            world.sensor.chip.truth, world.sensor.bus.trace = truth, bus_trace
+            stages = StageTrace(world.wearable.clock, truth, bus_trace)
+        recorder = BenchRecorder(world.motion, stages)
+        notifier = TimingNotifier()
+        daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
+        idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
+        idle.start()
+        unkind.start()
+        host = HostLatenessMeter()
+        host.start()
+        collections = GarbageCollectionMeter()
+        with collections:
+            status = world.run(daemon)
+        unkind.stop.set()
+        host.stop.set()
+        wall = time.monotonic() - run_called
+        idle.join(timeout=1.0)
+        report = summarise(daemon, recorder, notifier, idle, args, run_called, age_at_run)
+        report["wall_seconds"] = round(wall, 2)
+        report["exit_status"] = status
+        report["sensor"] = sensor_figures(daemon, world, unkind, idle.bus_start)
+        report["host_lateness"] = host.figures()
+        report["garbage_collections"] = collections.figures()
+        if stages is not None:
+            times = stages.window_times(si_scale(config.sensor.settings))
+            report["latency_stages"] = stage_figures(times) if times is not None else None
+            report["truth"] = stages.truth_summary
+        report["interpreter_switch_interval_ms"] = (world.switch_interval_s or 0.0) * 1e3
         clock = world.wearable.clock
         paused = clock.paused_seconds if isinstance(clock, ScaledClock) else 0.0
         # The real time the emulated chip's computing took, not counted as the world's.
@@ -513,36 +509,19 @@ def run_once(
     return report
 
 
-@contextlib.contextmanager
-def interpreter_slice_scaled(speed: float) -> Iterator[None]:
-    """The interpreter's switch interval divided by ``speed`` while the world runs faster.
-
-    A thread that wants the GIL waits for the holder's slice to end: up to 5 ms, as on the
-    wearable at speed 1, but ``speed`` times that in the world's time above it (50 ms at
-    speed 10, over half of what the FIFO holds at 1 kHz; session 7 traced sensor reads that
-    waited so long and overflowed it)."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(previous / max(1.0, speed))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
 class GarbageCollectionMeter:
     """Every collection of the interpreter's cycle collector while in the ``with`` block."""
 
     def __init__(self) -> None:
-        self._started: dict[int, float] = {}
+        self._started = 0.0  # collections never overlap: the collector holds the GIL
         self.pauses: list[tuple[int, float]] = []  # (generation, real seconds)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         now = time.perf_counter()
         if phase == "start":
-            self._started[threading.get_ident()] = now
+            self._started = now
         else:
-            started = self._started.pop(threading.get_ident(), now)
-            self.pauses.append((info["generation"], now - started))
+            self.pauses.append((info["generation"], now - self._started))
 
     def __enter__(self) -> GarbageCollectionMeter:
         gc.callbacks.append(self._callback)
