@@ -26,7 +26,11 @@ What the chip may do meanwhile, and what the driver does about it:
   "only one read message supported, has to be last", before anything goes on the wire); there
   the driver says so once at start and reads INT_STATUS on its own every
   ``INT_STATUS_EVERY_S`` (the bit is sticky, so no overflow goes unseen, and a count at the
-  FIFO's size still shows one at the very next read);
+  FIFO's size still shows one at the very next read), after a plain read's FIFO bytes, never
+  before the count: a transaction ahead of it would delay the count the FIFO's room is
+  planned for. The bit set then means an overflow since the last INT_STATUS: before the count
+  it would have left the count at the FIFO's size; after it, it may have taken the oldest
+  bytes while this read was taking them. Either way the bytes just read are not trusted;
 * a silent power-on reset (a brown-out beside the motor: PWR_MGMT_1 back to 0x40, asleep,
   nothing NACKs) or any configuration drift: the configuration is read back after start and
   whenever the FIFO delivers less than the clock says it should, and a mismatch re-initialises
@@ -94,7 +98,8 @@ MAX_POLL_INTERVAL_S = 1.0
 MAX_READ_SAMPLES = 64
 #: Where the adapter refuses INT_STATUS and FIFO_COUNT in one transfer (i2c-bcm2835):
 #: FIFO_OFLOW_INT is sticky, so reading INT_STATUS on its own this often still sees every
-#: overflow, for 4 transactions a second instead of one more at every read.
+#: overflow, for 4 transactions a second instead of one more at every read. It is read after
+#: a plain read's FIFO bytes (the module's docstring says why).
 INT_STATUS_EVERY_S = 0.25
 #: What an adapter answers to a transfer it cannot make: i2c-bcm2835 EOPNOTSUPP for a read
 #: message that is not the last; i2c-dev EINVAL for what it will not pass on.
@@ -603,12 +608,11 @@ class MPU6050:
         # Frames that have certainly arrived since the last count, by the chip's own rate:
         # a read that finds far fewer has a chip that stopped (a silent reset).
         arrived_since_count = self._frames_certainly_in_fifo(read_at) - self._leftover_samples
-        if not self._status_with_count and read_at >= self._next_int_status_at:
-            self._next_int_status_at = read_at + INT_STATUS_EVERY_S
-            status = self._read_byte(reg.Register.INT_STATUS)
-            if reg.INT_STATUS_FIFO_OFLOW_INT.extract(status):
-                return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
-            read_at = self._clock.monotonic()
+        # INT_STATUS on its own comes after the FIFO bytes (the module's docstring says why),
+        # and never on a window's read, whose block the motor waits for.
+        status_after = (
+            not exact and not self._status_with_count and read_at >= self._next_int_status_at
+        )
         if self._burst_proven and not exact:
             wanted = self._frames_certainly_in_fifo(read_at)
             length = 2 + wanted * reg.SAMPLE_BYTES
@@ -642,6 +646,10 @@ class MPU6050:
         # the FIFO's size is an overflow since the last read, a count below it is none.
         if count >= self.part.fifo_bytes:
             return self._overflow(f"FIFO_COUNT {count} of {self.part.fifo_bytes} bytes")
+        if status_after:
+            self._next_int_status_at = read_at + INT_STATUS_EVERY_S
+            if reg.INT_STATUS_FIFO_OFLOW_INT.extract(self._read_byte(reg.Register.INT_STATUS)):
+                return self._overflow("INT_STATUS has FIFO_OFLOW_INT set")
         in_fifo = count // reg.SAMPLE_BYTES
         if in_fifo < wanted:
             # Bytes past the count were not whole frames: the stream may be misaligned.

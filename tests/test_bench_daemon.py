@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -109,6 +110,18 @@ def test_the_world_speed_shortens_the_interpreter_slice_and_pauses_for_the_chip(
     collections = report["garbage_collections"]
     assert set(collections) == {"0", "1", "2"}
     assert all(fig["count"] >= 0 and fig["max_ms"] >= 0 for fig in collections.values())
+
+
+def test_host_stalls_are_watched_above_speed_one_where_the_watchers_may_be_real_time(report):
+    stalls = report["host_stalls"]
+    assert stalls["watching"] is this_process_may_take_sched_fifo()
+    if stalls["watching"]:
+        assert len(stalls["cpus"]) == len(os.sched_getaffinity(0))
+        counted = [fig["counted_ms"] for fig in stalls["cpus"].values()]
+        # Several CPUs stalled in one stretch count once: never more than all of them.
+        assert 0 <= stalls["counted_once_ms"] <= sum(counted) + 0.01
+        for fig in stalls["cpus"].values():
+            assert fig["stalls"] == 0 or fig["longest_ms"] > 0.25
 
 
 def test_a_garbage_collection_is_measured_by_generation():

@@ -310,11 +310,15 @@ def test_the_combined_read_leaves_no_backlog_of_frames_that_came_while_it_was_on
     left_behind = []
     for _ in range(100):
         sensor.clock.sleep(0.050 - (sensor.clock.monotonic() - start) % 0.050)
+        before = sensor.bus.stats.transactions
         assert len(driver.read()) > 40
-        left_behind.append(sensor.samples_in_fifo)  # in the FIFO at the count's latch, unread
+        # In the FIFO at the count's latch, unread (on a read with INT_STATUS after the
+        # burst, the chip's last access is that later transaction).
+        if sensor.bus.stats.transactions == before + 1:
+            left_behind.append(sensor.samples_in_fifo)
     # Only the margins are left (1 % of the rate, one frame held back, one being written,
     # the guess's rounding down): 4 here, 20 when counted from the return.
-    assert driver.read_mode == "burst" and max(left_behind) <= 5
+    assert driver.read_mode == "burst" and len(left_behind) >= 75 and max(left_behind) <= 5
 
 
 def test_after_a_minute_on_a_fast_chip_a_silent_reset_is_found_at_the_next_exact_read() -> None:

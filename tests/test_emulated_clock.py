@@ -144,3 +144,86 @@ def test_scaled_clock_refuses_a_sleep_inside_its_own_pause() -> None:
         clock.sleep(0.1)
     clock.sleep(0.001)  # the pause is over
     assert clock.paused_seconds > 0
+
+
+class FakeStalls:
+    """A host stall source whose per-CPU totals the test sets."""
+
+    def __init__(self, cpus: int) -> None:
+        self.stalled = [0.0] * cpus
+
+    def totals(self, now: float) -> tuple[float, ...]:
+        return tuple(self.stalled)
+
+
+def test_scaled_clock_counts_a_host_stall_at_speed_one(monkeypatch) -> None:
+    fake = FakeRealTime()
+    monkeypatch.setattr(clock_module, "time", fake)
+    stalls = FakeStalls(2)
+    clock = ScaledClock(10.0)
+    clock.count_host_stalls(stalls)
+    fake.now += 0.1
+    stalls.stalled[1] += 0.02  # 20 ms of the 100 ms, CPU 1 taken away
+    # 80 ms at speed 10 and 20 ms at speed 1.
+    assert clock.monotonic() == pytest.approx(0.8 + 0.02)
+    fake.now += 0.1
+    stalls.stalled[0] += 0.015  # both CPUs in one stretch: the longer counts
+    stalls.stalled[1] += 0.03
+    assert clock.monotonic() == pytest.approx(0.82 + 0.7 + 0.03)
+    assert clock.stall_seconds == pytest.approx(0.05)
+    clock.count_host_stalls(None)
+    fake.now += 0.1
+    stalls.stalled[0] += 0.05
+    assert clock.monotonic() == pytest.approx(1.55 + 1.0)
+
+
+def test_scaled_clock_takes_no_more_from_a_stall_than_the_time_between_readings(
+    monkeypatch,
+) -> None:
+    fake = FakeRealTime()
+    monkeypatch.setattr(clock_module, "time", fake)
+    stalls = FakeStalls(1)
+    clock = ScaledClock(10.0)
+    clock.count_host_stalls(stalls)
+    fake.now += 0.01
+    stalls.stalled[0] += 0.05  # told of late: the clock never stands still or steps back
+    assert clock.monotonic() == pytest.approx(0.01)
+    fake.now += 0.01
+    assert clock.monotonic() == pytest.approx(0.01 + 0.1)
+
+
+def test_scaled_clock_counts_nothing_of_a_stall_while_paused(monkeypatch) -> None:
+    fake = FakeRealTime()
+    monkeypatch.setattr(clock_module, "time", fake)
+    stalls = FakeStalls(1)
+    clock = ScaledClock(10.0)
+    clock.count_host_stalls(stalls)
+    with clock.paused():
+        fake.now += 0.02
+        stalls.stalled[0] += 0.01
+    fake.now += 0.01
+    assert clock.monotonic() == pytest.approx(0.1)
+    assert clock.stall_seconds == 0.0
+
+
+class StallBetween:
+    """One host stall over the real times [start, end)."""
+
+    def __init__(self, start: float, end: float) -> None:
+        self.start, self.end = start, end
+
+    def totals(self, now: float) -> tuple[float, ...]:
+        return (min(max(now - self.start, 0.0), self.end - self.start),)
+
+
+def test_scaled_clock_sleep_lets_the_asked_world_time_pass_across_a_stall(monkeypatch) -> None:
+    fake = FakeRealTime()
+    monkeypatch.setattr(clock_module, "time", fake)
+    clock = ScaledClock(10.0)
+    clock.count_host_stalls(StallBetween(fake.now + 0.005, fake.now + 0.015))
+    clock.sleep(0.2)
+    # 20 ms of real sleep hold a 10 ms stall: 0.1 s + 0.01 s of the world's time. The rest,
+    # 0.09 s, is 9 ms more of real sleep.
+    assert fake.slept == [pytest.approx(0.02), pytest.approx(0.009)]
+    assert clock.monotonic() == pytest.approx(0.2)
+    assert clock.stall_seconds == pytest.approx(0.01)

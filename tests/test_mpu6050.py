@@ -13,6 +13,7 @@ from fake_smbus import FIFO_COUNTH, FakeSMBus, ManualClock
 
 from odar.drivers import mpu6050_registers as reg
 from odar.drivers.mpu6050 import (
+    INT_STATUS_EVERY_S,
     MPU6050,
     SensorBlock,
     bus_can_carry,
@@ -371,6 +372,71 @@ def test_an_adapter_that_refuses_it_is_said_once_and_int_status_is_read_on_its_o
     assert not driver.status_with_count
     assert all(len(c.reads) <= 1 for c in bus.calls if c.kind == "i2c_rdwr")
     assert sum(len(b) for b in blocks) > 1900 and driver.counters.overflows == 0
+
+
+def reads_of_int_status_alone(bus: FakeSMBus) -> list[int]:
+    """Indexes of the calls that read INT_STATUS on its own."""
+    return [
+        i
+        for i, c in enumerate(bus.calls)
+        if c.register == reg.Register.INT_STATUS and c.kind.startswith("read")
+    ]
+
+
+def test_int_status_on_its_own_comes_after_the_fifo_bytes_and_never_on_a_window_read():
+    # A transaction before the count delays the count, which is what the FIFO's room must
+    # cover: on i2c-bcm2835 INT_STATUS follows the FIFO read, in the same read().
+    bus, clock, driver = fed_at_1khz(reads_anywhere=False)
+    driver.start()
+    run_for(driver, clock, 1.0)
+    bus.calls.clear()
+    blocks = run_for(driver, clock, 2.0)
+    alone = reads_of_int_status_alone(bus)
+    assert abs(len(alone) - 2.0 / INT_STATUS_EVERY_S) <= 1
+    for i in alone:
+        before = bus.calls[i - 1]
+        assert before.register == FIFO_COUNTH and before.length > 2, "right after a FIFO read"
+    assert sum(len(b) for b in blocks) > 1900 and driver.counters.overflows == 0
+    bus.calls.clear()
+    assert 2 * INT_STATUS_EVERY_S <= 10 * 0.05  # INT_STATUS due at least twice
+    for _ in range(10):
+        clock.advance(0.05)
+        assert len(driver.read(exact=True)) >= 45
+    assert reads_of_int_status_alone(bus) == [], "a window's read waits for no INT_STATUS"
+
+
+def test_an_overflow_int_status_shows_after_the_fifo_bytes_discards_them(caplog):
+    # FIFO_OFLOW_INT set while the count stays low: the overflow came after the count was
+    # latched, while or after the bytes were read, so they may have lost their oldest bytes.
+    bus, clock, driver = fed_at_1khz(reads_anywhere=False)
+    driver.start()
+    run_for(driver, clock, 1.0)
+    for _ in range(10):  # to a read that read INT_STATUS: the next is a quarter second on
+        clock.advance(0.05)
+        bus.calls.clear()
+        driver.read()
+        if reads_of_int_status_alone(bus):
+            break
+    bus.registers[reg.Register.INT_STATUS] = 0x10
+    delivered = []
+    with caplog.at_level(logging.WARNING):
+        for _ in range(10):
+            clock.advance(0.05)
+            bus.calls.clear()
+            delivered.append(len(driver.read()))
+            if driver.counters.overflows:
+                break
+    assert driver.counters.overflows == 1
+    assert delivered[:-1] and min(delivered[:-1]) >= 45, "unseen until INT_STATUS is read"
+    assert delivered[-1] == 0, "the bytes read before INT_STATUS are not delivered"
+    fifo_read, status_read = bus.calls[0], bus.calls[1]
+    assert fifo_read.register == FIFO_COUNTH and fifo_read.length > 2 + 40 * reg.SAMPLE_BYTES
+    assert status_read.register == reg.Register.INT_STATUS
+    warnings = [r.message for r in caplog.records if "FIFO overflow" in r.message]
+    assert len(warnings) == 1 and "INT_STATUS has FIFO_OFLOW_INT set" in warnings[0]
+    later = run_for(driver, clock, 0.5)
+    assert later[0].gap or any(b.gap for b in later[:2]), "the next samples start a new stretch"
+    assert driver.counters.overflows == 1
 
 
 def test_timestamps_are_continuous_and_track_the_clock_despite_jitter() -> None:

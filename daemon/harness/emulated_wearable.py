@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin, PinState
 
 from odar.config import Config
 from odar.drivers.emulated.clock import ScaledClock
+from odar.drivers.emulated.host_stalls import HostStallWatch
 from odar.drivers.emulated.motion import Wearer
 from odar.harness import sensor_rig
 from odar.harness.scenario import (
@@ -35,6 +37,8 @@ from odar.harness.scenario import (
 from odar.harness.sensor_rig import EmulatedSensor
 from odar.service import Daemon
 from odar.wearable import Wearable, assemble_wearable
+
+_log = logging.getLogger(__name__)
 
 #: State changes each mock pin remembers. gpiozero's MockPin keeps every one (~90 bytes
 #: each): the motor's pulses over hours of a soak grow memory that real pins never use.
@@ -67,6 +71,11 @@ class EmulatedWearable:
     thread_faults: ThreadFaults = dataclasses.field(default_factory=ThreadFaults)
     #: The interpreter's switch interval while :meth:`run` ran (None: it has not).
     switch_interval_s: float | None = None
+    #: Above speed 1, whether :meth:`run` counts host stalls at speed 1 (False: ``speed``
+    #: times over, as before session 8; the bench's ``--host-stalls-charged``).
+    count_host_stalls_once: bool = True
+    #: The watch :meth:`run` used (None: speed 1, not asked for, or not yet run).
+    host_stalls: HostStallWatch | None = None
 
     @classmethod
     def open(
@@ -131,7 +140,13 @@ class EmulatedWearable:
         player = self.player(daemon)
         player.start()
         try:
-            with interpreter_slice_scaled(self.config.sensor.emulated.speed):
+            speed = self.config.sensor.emulated.speed
+            with (
+                interpreter_slice_scaled(speed),
+                host_stalls_counted_once(
+                    self.wearable.clock, speed, enabled=self.count_host_stalls_once
+                ) as self.host_stalls,
+            ):
                 self.switch_interval_s = sys.getswitchinterval()
                 return daemon.run()
         finally:
@@ -152,6 +167,35 @@ def interpreter_slice_scaled(speed: float) -> Iterator[None]:
         yield
     finally:
         sys.setswitchinterval(previous)
+
+
+@contextlib.contextmanager
+def host_stalls_counted_once(
+    clock: object, speed: float, *, enabled: bool = True
+) -> Iterator[HostStallWatch | None]:
+    """Above speed 1, real time in which the host runs none of our threads counted once in
+    the world's time, not ``speed`` times (:mod:`odar.drivers.emulated.host_stalls`: the
+    wearable has no hypervisor). Where the watchers cannot run at SCHED_FIFO this says so and
+    the stalls count ``speed`` times over."""
+    if not enabled or speed <= 1.0 or not isinstance(clock, ScaledClock):
+        yield None
+        return
+    watch = HostStallWatch()
+    if not watch.start():
+        _log.warning(
+            "host stalls count %g times over in the world's time (%s): at high rates a "
+            "stall of the host may overflow the emulated FIFO",
+            speed,
+            watch.refusal,
+        )
+        yield None
+        return
+    with watch:
+        clock.count_host_stalls(watch)
+        try:
+            yield watch
+        finally:
+            clock.count_host_stalls(None)
 
 
 def run_emulated(config: Config, config_path: Path) -> int:

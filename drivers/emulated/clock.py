@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Protocol
 
 from odar.errors import EmulationError
 
@@ -45,12 +46,20 @@ class VirtualClock:
         return f"VirtualClock(now={self.monotonic():.6f})"
 
 
+class StallSource(Protocol):
+    """Real time the host ran none of our threads (:class:`~odar.drivers.emulated.host_stalls.
+    HostStallWatch`): per CPU, never decreasing, at real time ``now``."""
+
+    def totals(self, now: float) -> tuple[float, ...]: ...
+
+
 class ScaledClock:
-    """Real time sped up: virtual = start + (real elapsed - real time paused) * speed.
+    """Real time sped up: virtual time runs ``speed`` times faster than real time, except while
+    paused (it stands still) and through host stalls it is told of (it runs at speed 1).
 
     For multi-threaded runs (the daemon demo) where threads really block, but faster than
     the wall clock. ``sleep(s)`` really sleeps ``s / speed`` seconds, and longer if the clock
-    is paused meanwhile.
+    is paused or slowed meanwhile.
 
     ``paused()`` stops virtual time for every thread while the emulation computes what
     hardware does in no time: the emulated chip working out the wearer's motion for the
@@ -58,28 +67,75 @@ class ScaledClock:
     silicon. Counted, it would be the wearer's time ``speed`` times over (10 ms at speed 10,
     an eighth of what the FIFO holds at 1 kHz), and a transaction would last that long.
     ``paused_seconds`` is the real time not counted, for benches to print.
+
+    ``count_host_stalls(watch)`` makes real time in which the host ran none of our threads
+    (a hypervisor's or kernel's stall, :mod:`odar.drivers.emulated.host_stalls`) count once,
+    not ``speed`` times: the wearable has no hypervisor. Where several CPUs stall in one
+    stretch, the longest counts. ``stall_seconds`` is the real time so counted.
     """
 
     def __init__(self, speed: float, *, start: float = 0.0) -> None:
         if not speed > 0:
             raise EmulationError(f"ScaledClock: speed={speed!r} must be > 0")
         self.speed = float(speed)
-        self._start = float(start)
         # A lock, not a published tuple: a reader between a pause's start and its reading
         # of the real time would see time step back when the pause ends.
         self._lock = threading.Lock()
-        self._origin = time.monotonic()  # the real time virtual time counts from
+        # Virtual time is integrated from one reading to the next: what slows it (a stall)
+        # is known only as a total so far.
+        self._real_at = time.monotonic()
+        self._virtual_at = float(start)
         self._paused_at: float | None = None
         self._pausing: dict[int, int] = {}  # thread ident -> pauses it holds
-        self._pauses_ended = 0
+        self._stalls: StallSource | None = None
+        self._stalled_at: tuple[float, ...] = ()
+        # Pauses ended and stalls counted: a sleeper's real sleep may have fallen short.
+        self._slowdowns = 0
         self._running = threading.Event()
         self._running.set()
         self.paused_seconds = 0.0
+        self.stall_seconds = 0.0
 
     def monotonic(self) -> float:
         with self._lock:
-            real = time.monotonic() if self._paused_at is None else self._paused_at
-            return self._start + (real - self._origin) * self.speed
+            return self._advance(time.monotonic())
+
+    def _advance(self, real: float) -> float:
+        """Virtual time at real time ``real`` (under the lock)."""
+        if self._paused_at is not None:
+            return self._virtual_at
+        elapsed = real - self._real_at
+        if elapsed <= 0:
+            return self._virtual_at
+        stalled = 0.0
+        if self._stalls is not None:
+            totals = self._noted_stalls(real)
+            stalled = min(
+                elapsed,
+                max((t - t0 for t, t0 in zip(totals, self._stalled_at, strict=True)), default=0.0),
+            )
+            self._stalled_at = totals
+            if stalled > 0:
+                self.stall_seconds += stalled
+                self._slowdowns += 1
+        self._virtual_at += elapsed * self.speed - stalled * max(0.0, self.speed - 1.0)
+        self._real_at = real
+        return self._virtual_at
+
+    def _noted_stalls(self, real: float) -> tuple[float, ...]:
+        assert self._stalls is not None
+        # Never back: a total read just before its watcher publishes can be a hair high.
+        return tuple(
+            max(t, t0) for t, t0 in zip(self._stalls.totals(real), self._stalled_at, strict=True)
+        )
+
+    def count_host_stalls(self, stalls: StallSource | None) -> None:
+        """From now, count the host stalls ``stalls`` reports at speed 1 (None: stop)."""
+        with self._lock:
+            real = time.monotonic()
+            self._advance(real)
+            self._stalls = stalls
+            self._stalled_at = stalls.totals(real) if stalls is not None else ()
 
     def sleep(self, seconds: float) -> None:
         if not seconds > 0:
@@ -92,14 +148,15 @@ class ScaledClock:
         while True:
             self._running.wait()
             with self._lock:
-                pauses_before = self._pauses_ended
-            remaining = until - self.monotonic()
+                slowdowns_before = self._slowdowns
+                remaining = until - self._advance(time.monotonic())
             if remaining <= 0:
                 return
             time.sleep(remaining / self.speed)
             with self._lock:
-                # Unpaused throughout: the real sleep was the whole of it (no float chasing).
-                if self._pauses_ended == pauses_before and self._paused_at is None:
+                self._advance(time.monotonic())
+                # Not slowed throughout: the real sleep was the whole of it (no float chasing).
+                if self._slowdowns == slowdowns_before and self._paused_at is None:
                     return
 
     def paused(self) -> _Pause:
@@ -112,8 +169,10 @@ class ScaledClock:
             me = threading.get_ident()
             self._pausing[me] = self._pausing.get(me, 0) + 1
             if self._paused_at is None:
+                real = time.monotonic()
+                self._advance(real)
                 self._running.clear()
-                self._paused_at = time.monotonic()
+                self._paused_at = real
 
     def _resume(self) -> None:
         with self._lock:
@@ -122,11 +181,13 @@ class ScaledClock:
             if not self._pausing[me]:
                 del self._pausing[me]
             if not self._pausing and self._paused_at is not None:
-                paused_for = time.monotonic() - self._paused_at
-                self.paused_seconds += paused_for
-                self._origin += paused_for
+                real = time.monotonic()
+                self.paused_seconds += real - self._paused_at
+                self._real_at = real
+                if self._stalls is not None:  # a stall while paused took nothing more
+                    self._stalled_at = self._noted_stalls(real)
                 self._paused_at = None
-                self._pauses_ended += 1
+                self._slowdowns += 1
                 self._running.set()
 
     def __repr__(self) -> str:

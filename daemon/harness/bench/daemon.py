@@ -101,6 +101,13 @@ DEFINITIONS = {
         "the share of the run's real time the emulated chip spent computing the samples due, "
         "not counted as the world's time (ScaledClock.paused: a chip does it in silicon)"
     ),
+    "host_stalls": (
+        "above speed 1: per CPU, the stalls a watcher process pinned to it at the top "
+        "SCHED_FIFO priority saw (wake-ups over 0.25 ms late: the kernel or the hypervisor ran "
+        "none of our threads), their time less 0.05 ms each and the longest; counted_once_ms: "
+        "the real time the world's clock ran at speed 1 for them (odar.drivers.emulated."
+        "host_stalls; the wearable has no hypervisor)"
+    ),
     "interpreter_switch_interval_ms": (
         "sys.getswitchinterval() during the run: the default (5 ms) divided by --speed above "
         "speed 1 (EmulatedWearable.run, for every world that runs faster), so that the wait "
@@ -180,6 +187,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave the sensor thread time-sharing (by default it takes SCHED_FIFO at "
         "sensor.realtime_priority as with the real sensor, where permitted)",
+    )
+    parser.add_argument(
+        "--host-stalls-charged",
+        action="store_true",
+        help="above speed 1, charge the world speed times over for real time in which the host "
+        "ran none of our threads (by default it counts once: EmulatedWearable.run)",
     )
     parser.add_argument(
         "--baseline-loop",
@@ -469,6 +482,7 @@ def run_once(
         age_at_run = process_age_seconds()
         run_called = time.monotonic()
         world = EmulatedWearable.open(config, args.config.resolve().parent)
+        world.count_host_stalls_once = not args.host_stalls_charged
         unkind = make_unkind(world, args)
         stages = None
         if args.stages:
@@ -506,7 +520,19 @@ def run_once(
         paused = clock.paused_seconds if isinstance(clock, ScaledClock) else 0.0
         # The real time the emulated chip's computing took, not counted as the world's.
         report["emulator_paused_share"] = paused / wall
+        report["host_stalls"] = host_stall_figures(world, args.speed)
     return report
+
+
+def host_stall_figures(world: EmulatedWearable, speed: float) -> dict[str, Any]:
+    """What the host stall watch saw, and the real time counted once in the world's time."""
+    watch = world.host_stalls
+    if watch is None:
+        why = "speed 1" if speed <= 1 else "--host-stalls-charged or not permitted (see log)"
+        return {"watching": False, "why": why}
+    clock = world.wearable.clock
+    counted = clock.stall_seconds if isinstance(clock, ScaledClock) else 0.0
+    return {**watch.figures(), "counted_once_ms": round(counted * 1e3, 3)}
 
 
 class GarbageCollectionMeter:
@@ -859,6 +885,17 @@ def render(report: dict[str, Any]) -> str:
             f"emulated chip's computing: {report['emulator_paused_share']:.1%} of real time, "
             "not counted as the world's; interpreter switch interval "
             f"{report['interpreter_switch_interval_ms']:.2f} ms"
+        )
+    stalls = report.get("host_stalls")
+    if stalls and stalls.get("watching"):
+        per_cpu = stalls["cpus"]
+        lines.append(
+            "host stalls (counted once in the world's time: "
+            f"{stalls['counted_once_ms']:.1f} ms): "
+            + ", ".join(
+                f"CPU {cpu} {fig['stalls']} (longest {fig['longest_ms']:.1f} ms)"
+                for cpu, fig in per_cpu.items()
+            )
         )
     collected = report.get("garbage_collections")
     if collected:
