@@ -1,15 +1,22 @@
-"""The emulated wearable: its mock pins (gpiozero's, with a bounded memory of their states) and
-the interpreter slice of a world that runs faster."""
+"""The emulated wearable: its mock pins (gpiozero's, with a bounded memory of their states), and
+the interpreter slice and the host stalls of a world that runs faster."""
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import pytest
 from gpiozero import LED
 from gpiozero.pins.mock import MockFactory
 
-from odar.harness.emulated_wearable import PIN_HISTORY, BoundedHistoryPin, interpreter_slice_scaled
+from odar.drivers.emulated.clock import ScaledClock
+from odar.harness.emulated_wearable import (
+    PIN_HISTORY,
+    BoundedHistoryPin,
+    host_stalls_counted_once,
+    interpreter_slice_scaled,
+)
 
 
 def test_a_pin_remembers_only_its_latest_state_changes():
@@ -38,3 +45,20 @@ def test_the_interpreter_slice_is_scaled_only_above_speed_1_and_restored():
     with pytest.raises(RuntimeError), interpreter_slice_scaled(4.0):
         raise RuntimeError("the run failed")
     assert sys.getswitchinterval() == before
+
+
+def test_host_stalls_are_counted_once_only_above_speed_1_and_only_while_running(caplog):
+    clock = ScaledClock(10.0)
+    with host_stalls_counted_once(ScaledClock(1.0), 1.0) as watch:
+        assert watch is None
+    with host_stalls_counted_once(clock, 10.0, enabled=False) as watch:
+        assert watch is None
+    assert clock.stall_source is None
+    with caplog.at_level(logging.WARNING), host_stalls_counted_once(clock, 10.0) as watch:
+        if watch is None:  # where the watchers may not be real-time: said, and charged
+            assert "host stalls count 10 times over" in caplog.text
+        else:
+            assert watch.watching and clock.stall_source is watch
+    assert clock.stall_source is None
+    if watch is not None:
+        assert watch.pids == [], "the watchers end with the run"

@@ -129,6 +129,11 @@ class ScaledClock:
             max(t, t0) for t, t0 in zip(self._stalls.totals(real), self._stalled_at, strict=True)
         )
 
+    @property
+    def stall_source(self) -> StallSource | None:
+        """What tells this clock of host stalls (None: they count ``speed`` times)."""
+        return self._stalls
+
     def count_host_stalls(self, stalls: StallSource | None) -> None:
         """From now, count the host stalls ``stalls`` reports at speed 1 (None: stop)."""
         with self._lock:
