@@ -156,12 +156,18 @@ class FakeStalls:
         return tuple(self.stalled)
 
 
-def test_scaled_clock_counts_a_host_stall_at_speed_one(monkeypatch) -> None:
+def clock_told_of_stalls(monkeypatch, cpus: int) -> tuple[FakeRealTime, FakeStalls, ScaledClock]:
+    """A clock at speed 10 on fake real time, told of host stalls on ``cpus`` fake CPUs."""
     fake = FakeRealTime()
     monkeypatch.setattr(clock_module, "time", fake)
-    stalls = FakeStalls(2)
+    stalls = FakeStalls(cpus)
     clock = ScaledClock(10.0)
     clock.count_host_stalls(stalls)
+    return fake, stalls, clock
+
+
+def test_scaled_clock_counts_a_host_stall_at_speed_one(monkeypatch) -> None:
+    fake, stalls, clock = clock_told_of_stalls(monkeypatch, 2)
     fake.now += 0.1
     stalls.stalled[1] += 0.02  # 20 ms of the 100 ms, CPU 1 taken away
     # 80 ms at speed 10 and 20 ms at speed 1.
@@ -180,11 +186,7 @@ def test_scaled_clock_counts_a_host_stall_at_speed_one(monkeypatch) -> None:
 def test_scaled_clock_takes_no_more_from_a_stall_than_the_time_between_readings(
     monkeypatch,
 ) -> None:
-    fake = FakeRealTime()
-    monkeypatch.setattr(clock_module, "time", fake)
-    stalls = FakeStalls(1)
-    clock = ScaledClock(10.0)
-    clock.count_host_stalls(stalls)
+    fake, stalls, clock = clock_told_of_stalls(monkeypatch, 1)
     fake.now += 0.01
     stalls.stalled[0] += 0.05  # told of late: the clock never stands still or steps back
     assert clock.monotonic() == pytest.approx(0.01)
@@ -193,11 +195,7 @@ def test_scaled_clock_takes_no_more_from_a_stall_than_the_time_between_readings(
 
 
 def test_scaled_clock_counts_nothing_of_a_stall_while_paused(monkeypatch) -> None:
-    fake = FakeRealTime()
-    monkeypatch.setattr(clock_module, "time", fake)
-    stalls = FakeStalls(1)
-    clock = ScaledClock(10.0)
-    clock.count_host_stalls(stalls)
+    fake, stalls, clock = clock_told_of_stalls(monkeypatch, 1)
     with clock.paused():
         fake.now += 0.02
         stalls.stalled[0] += 0.01

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -36,6 +38,19 @@ def may_take_sched_fifo() -> bool:
     return result[0]
 
 
+@contextlib.contextmanager
+def watching() -> Iterator[HostStallWatch | None]:
+    """A started watch, stopped after; None where SCHED_FIFO is refused (start() said so)."""
+    watch = HostStallWatch()
+    if not may_take_sched_fifo():
+        assert watch.start() is False and "SCHED_FIFO" in (watch.refusal or "")
+        yield None
+        return
+    with watch:
+        assert watch.start(), watch.refusal
+        yield watch
+
+
 def stall(pid: int, seconds: float) -> None:
     os.kill(pid, signal.SIGSTOP)
     time.sleep(seconds)
@@ -50,12 +65,9 @@ def test_watch_refuses_a_cpu_it_cannot_take_and_says_so() -> None:
 
 
 def test_watch_counts_a_stopped_watcher_as_a_stall_of_its_cpu() -> None:
-    watch = HostStallWatch()
-    if not may_take_sched_fifo():
-        assert watch.start() is False and "SCHED_FIFO" in (watch.refusal or "")
-        return
-    with watch:
-        assert watch.start(), watch.refusal
+    with watching() as watch:
+        if watch is None:
+            return
         first = watch.pids[0]
         before = watch.totals(time.monotonic())
         os.kill(first, signal.SIGSTOP)
@@ -76,12 +88,9 @@ def test_watch_counts_a_stopped_watcher_as_a_stall_of_its_cpu() -> None:
 
 
 def test_scaled_clock_counts_a_watched_stall_at_speed_one() -> None:
-    watch = HostStallWatch()
-    if not may_take_sched_fifo():
-        assert watch.start() is False
-        return
-    with watch:
-        assert watch.start(), watch.refusal
+    with watching() as watch:
+        if watch is None:
+            return
         clock = ScaledClock(10.0)
         clock.count_host_stalls(watch)
         real_before, virtual_before = time.monotonic(), clock.monotonic()
@@ -96,12 +105,9 @@ def test_scaled_clock_counts_a_watched_stall_at_speed_one() -> None:
 
 
 def test_a_watcher_that_died_is_an_error_not_a_stall_for_good() -> None:
-    watch = HostStallWatch()
-    if not may_take_sched_fifo():
-        assert watch.start() is False
-        return
-    with watch:
-        assert watch.start(), watch.refusal
+    with watching() as watch:
+        if watch is None:
+            return
         os.kill(watch.pids[0], signal.SIGKILL)
         time.sleep(WATCHER_SILENT_S + 0.1)
         with pytest.raises(EmulationError, match=f"CPU {watch.cpus[0]} has not woken"):

@@ -76,7 +76,7 @@ def _read_slot(cells: memoryview[float], slot: int) -> WatcherSlot:
     give_up = time.monotonic() + WATCHER_SILENT_S
     while True:
         before = cells[base + SEQ]
-        if not before % 2:  # odd: being written
+        if not before % 2:  # even: no write under way
             values = WatcherSlot(
                 cells[base + STATE],
                 cells[base + HEARTBEAT],
