@@ -172,12 +172,25 @@ def _wait_for_entry(ns: SystemdNamespace, pid: int, prefix: str, limit: float) -
 
 
 def _losses(entries: list[dict[str, str]]) -> list[tuple[int, float]]:
-    """(epoch, loss) of each loss line, in the order logged."""
+    """(epoch, loss) of each epoch's loss line, in the order logged. Not the "training
+    finished" event: it repeats the last epoch's loss (and that epoch, if it was shown)."""
     return [
         (int(e["ODAR_EPOCH"]), float(e["ODAR_LOSS"]))
         for e in entries
-        if "ODAR_LOSS" in e and e.get("ODAR_MODE") == "train"
+        if "ODAR_LOSS" in e and e.get("ODAR_MODE") == "train" and "ODAR_EVENT" not in e
     ]
+
+
+def test_the_loss_lines_are_the_epochs_not_the_finished_event() -> None:
+    # Training that finishes by itself says so with the last epoch's loss: when that epoch's
+    # own line was shown too, counting both read as an epoch logged twice (a CI run did).
+    entries = [
+        {"ODAR_EPOCH": "398", "ODAR_LOSS": "0.011", "ODAR_MODE": "train"},
+        {"ODAR_EPOCH": "399", "ODAR_LOSS": "0.010", "ODAR_MODE": "train"},
+        {"ODAR_EPOCH": "399", "ODAR_LOSS": "0.010", "ODAR_MODE": "train", "ODAR_EVENT": "finished"},
+        {"ODAR_EPOCH": "399", "ODAR_MODE": "train", "ODAR_EVENT": "stopped"},
+    ]
+    assert _losses(entries) == [(398, 0.011), (399, 0.010)]
 
 
 def _params_sha256(ns: SystemdNamespace) -> str:
