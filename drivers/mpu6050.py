@@ -101,6 +101,12 @@ MAX_READ_SAMPLES = 64
 #: overflow, for 4 transactions a second instead of one more at every read. It is read after
 #: a plain read's FIFO bytes (the module's docstring says why).
 INT_STATUS_EVERY_S = 0.25
+#: A combined read that left behind more than this share of the room the fill target leaves
+#: reads those frames at once, in one more transaction: the next read, a poll interval on,
+#: would find them plus a full interval's arrivals and the FIFO overflowing. (The guess errs
+#: low by what arrived while a slow read's answer came back; a read that returned late guesses
+#: from a late bound, and its successor leaves most of the FIFO behind.)
+LEFT_BEHIND_READ_SHARE = 0.5
 #: What an adapter answers to a transfer it cannot make: i2c-bcm2835 EOPNOTSUPP for a read
 #: message that is not the last; i2c-dev EINVAL for what it will not pass on.
 ADAPTER_REFUSALS = frozenset({errno.EOPNOTSUPP, errno.EINVAL})
@@ -676,9 +682,16 @@ class MPU6050:
             drift = self._configuration_drift()
             if drift:
                 return self._reinitialise(drift)
+        payload = payload[: wanted * reg.SAMPLE_BYTES]
+        left_behind = self._left_behind_to_read(read_at, in_fifo)
+        if left_behind:
+            # The count promised these whole frames, the oldest in the FIFO, right behind.
+            payload = memoryview(bytes(payload) + self._fifo_data(left_behind * reg.SAMPLE_BYTES))
+            wanted += left_behind
+            self._leftover_samples -= left_behind
         if wanted == 0:
             return SensorBlock.empty()
-        samples = raw_to_si(payload[: wanted * reg.SAMPLE_BYTES], self._scale)
+        samples = raw_to_si(payload, self._scale)
         # The newest frame at the count was sampled within the period before it: centre it.
         period = 1.0 / self.measured_rate_hz
         newest_read = read_at - (self._leftover_samples + 0.5) * period
@@ -690,6 +703,19 @@ class MPU6050:
         self._delivered_until = self._last_timestamp
         self.counters.samples += wanted
         return block
+
+    def _left_behind_to_read(self, read_at: float, in_fifo: int) -> int:
+        """Frames a combined read left in the FIFO that are worth one more transaction now
+        (LEFT_BEHIND_READ_SHARE); none where the count is so old that the FIFO may have filled
+        since it (then the next read's count tells)."""
+        frames = self.part.fifo_bytes // reg.SAMPLE_BYTES
+        limit = LEFT_BEHIND_READ_SHARE * (1.0 - FIFO_FILL_TARGET) * frames
+        if self._leftover_samples <= limit:
+            return 0
+        fast_rate = self.measured_rate_hz * (1.0 + CHIP_FAST_HEADROOM)
+        if self._clock.monotonic() - read_at >= (frames - in_fifo) / fast_rate:
+            return 0
+        return min(self._leftover_samples, I2C_MAX_MESSAGE_BYTES // reg.SAMPLE_BYTES)
 
     def _fresh_count(self, read_at: float) -> tuple[int, float, int, float]:
         """FIFO_COUNT, read again while the host took so long after it (a stall between two

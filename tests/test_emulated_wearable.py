@@ -49,12 +49,12 @@ def test_the_interpreter_slice_is_scaled_only_above_speed_1_and_restored():
 
 def test_host_stalls_are_counted_once_only_above_speed_1_and_only_while_running(caplog):
     clock = ScaledClock(10.0)
-    with host_stalls_counted_once(ScaledClock(1.0), 1.0) as watch:
+    with host_stalls_counted_once(ScaledClock(1.0)) as watch:
         assert watch is None
-    with host_stalls_counted_once(clock, 10.0, enabled=False) as watch:
+    with host_stalls_counted_once(clock, enabled=False) as watch:
         assert watch is None
     assert clock.stall_source is None
-    with caplog.at_level(logging.WARNING), host_stalls_counted_once(clock, 10.0) as watch:
+    with caplog.at_level(logging.WARNING), host_stalls_counted_once(clock) as watch:
         if watch is None:  # where the watchers may not be real-time: said, and charged
             assert "host stalls count 10 times over" in caplog.text
         else:

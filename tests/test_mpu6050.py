@@ -9,8 +9,9 @@ import threading
 
 import numpy as np
 import pytest
-from fake_smbus import FIFO_COUNTH, FakeSMBus, ManualClock
+from fake_smbus import FIFO_COUNTH, Call, FakeSMBus, ManualClock
 
+from odar.drivers import mpu6050
 from odar.drivers import mpu6050_registers as reg
 from odar.drivers.mpu6050 import (
     INT_STATUS_EVERY_S,
@@ -436,6 +437,61 @@ def test_an_overflow_int_status_shows_after_the_fifo_bytes_discards_them(caplog)
     assert len(warnings) == 1 and "INT_STATUS has FIFO_OFLOW_INT set" in warnings[0]
     later = run_for(driver, clock, 0.5)
     assert later[0].gap or any(b.gap for b in later[:2]), "the next samples start a new stretch"
+    assert driver.counters.overflows == 1
+
+
+def answer_back_late_once(bus: FakeSMBus, clock: ManualClock, seconds: float) -> None:
+    """The next combined read's answer comes back ``seconds`` after the chip latched its
+    count (the host ran something else meanwhile), as a late ioctl return would."""
+    plain = bus.i2c_rdwr
+    pending = [seconds]
+
+    def late(*messages: object) -> None:
+        plain(*messages)
+        if pending:
+            clock.advance(pending.pop())
+
+    bus.i2c_rdwr = late  # type: ignore[method-assign]
+
+
+def reads_after_a_late_answer(
+    monkeypatch: pytest.MonkeyPatch, *, catch_up: bool
+) -> tuple[FakeSMBus, MPU6050, list[SensorBlock], list[Call]]:
+    bus, clock, driver = fed_at_1khz(reads_anywhere=False)
+    if not catch_up:
+        monkeypatch.setattr(mpu6050, "LEFT_BEHIND_READ_SHARE", 10.0)
+    driver.start()
+    run_for(driver, clock, 1.0)
+    answer_back_late_once(bus, clock, 0.045)
+    clock.advance(driver.poll_interval_s)
+    slow = driver.read()
+    # The next read guesses from the late answer: the frames that arrived meanwhile are
+    # not certain, so it asks for few of the ~45 the count then shows.
+    clock.advance(0.003)
+    bus.calls.clear()
+    after = driver.read()
+    calls_after = list(bus.calls)
+    blocks = [slow, after, *run_for(driver, clock, 1.0)]
+    return bus, driver, blocks, calls_after
+
+
+def test_frames_a_read_left_behind_are_read_at_once_not_a_poll_interval_later(monkeypatch):
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1, bus_hz=400_000)
+    _, driver, blocks, calls_after = reads_after_a_late_answer(monkeypatch, catch_up=True)
+    combined, rest = calls_after  # then FIFO_R_W for the whole frames the count showed
+    assert combined.register == FIFO_COUNTH
+    assert rest.register == reg.Register.FIFO_R_W and rest.length % reg.SAMPLE_BYTES == 0
+    assert rest.length // reg.SAMPLE_BYTES >= 30
+    assert len(blocks[1]) == (combined.length - 2 + rest.length) // reg.SAMPLE_BYTES
+    assert driver.counters.overflows == 0 and driver.counters.lost == 0
+    got = indices(blocks, settings)
+    np.testing.assert_array_equal(np.diff(got), 1)
+
+
+def test_without_reading_them_the_next_read_finds_the_fifo_overflowed(monkeypatch):
+    # The same reads with the catch-up switched off: what the fix is for.
+    _, driver, _, calls_after = reads_after_a_late_answer(monkeypatch, catch_up=False)
+    assert len(calls_after) == 1
     assert driver.counters.overflows == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from odar.controls import Controls, Mode
-from odar.drivers.emulated.clock import VirtualClock
+from odar.drivers.emulated.clock import ScaledClock, VirtualClock
 from odar.drivers.emulated.motion import Wearer
 from odar.drivers.gpio import WearableButtons
 from odar.errors import ConfigError
@@ -205,6 +206,36 @@ def test_the_player_presses_buttons_switches_activity_and_injects_faults(tmp_pat
     assert rig["motion"].activity_at(2.71) == "walking"
     assert rig["probe"].stop_requests == 1
     assert all(pin.state == 1 for pin in rig["pins"].values())  # every button released
+
+
+class SlowToSwitch(SwitchableMotion):
+    """A motion whose activity switch takes ``seconds`` of real time, holding the
+    interpreter as numpy does (a busy loop, not a sleep)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(Wearer(), "sitting", seed=3)
+        self.seconds = seconds
+
+    def switch(self, t: float, activity: str) -> None:
+        end = time.perf_counter() + self.seconds
+        while time.perf_counter() < end:
+            pass
+        super().switch(t, activity)
+
+
+def test_an_activity_switch_takes_none_of_the_worlds_time_on_a_scaled_clock(tmp_path, rig):
+    # At speed 10, 50 ms of real computing would be half a second of the world's: a FIFO at
+    # 1 kHz holds 85 ms. The switch happens with the world's time standing still.
+    clock = ScaledClock(10.0)
+    scenario = load_scenario(write_scenario(tmp_path, {"steps": [{"activity": "walking"}]}))
+    motion = SlowToSwitch(0.05)
+    player = ScenarioPlayer(scenario, motion, clock, rig["pins"], Probe(clock), rig["faults"])
+    before = clock.monotonic()
+    player.start()
+    assert player.finished.wait(30.0)
+    assert clock.paused_seconds >= 0.05
+    assert clock.monotonic() - before < 0.25, "the switch took the world's time"
+    assert motion.activity_at(clock.monotonic()) == "walking"
 
 
 def test_until_waits_for_the_daemon_and_gives_up_at_its_timeout(tmp_path, rig, caplog):

@@ -21,6 +21,7 @@ import numpy as np
 from gpiozero.pins.mock import MockFactory, MockPin, MockPWMPin, PinState
 
 from odar.config import Config
+from odar.drivers.clock import Clock
 from odar.drivers.emulated.clock import ScaledClock
 from odar.drivers.emulated.host_stalls import HostStallWatch
 from odar.drivers.emulated.motion import Wearer
@@ -144,7 +145,7 @@ class EmulatedWearable:
             with (
                 interpreter_slice_scaled(speed),
                 host_stalls_counted_once(
-                    self.wearable.clock, speed, enabled=self.count_host_stalls_once
+                    self.wearable.clock, enabled=self.count_host_stalls_once
                 ) as self.host_stalls,
             ):
                 self.switch_interval_s = sys.getswitchinterval()
@@ -171,13 +172,13 @@ def interpreter_slice_scaled(speed: float) -> Iterator[None]:
 
 @contextlib.contextmanager
 def host_stalls_counted_once(
-    clock: object, speed: float, *, enabled: bool = True
+    clock: Clock, *, enabled: bool = True
 ) -> Iterator[HostStallWatch | None]:
-    """Above speed 1, real time in which the host runs none of our threads counted once in
-    the world's time, not ``speed`` times (:mod:`odar.drivers.emulated.host_stalls`: the
-    wearable has no hypervisor). Where the watchers cannot run at SCHED_FIFO this says so and
-    the stalls count ``speed`` times over."""
-    if not enabled or speed <= 1.0 or not isinstance(clock, ScaledClock):
+    """On a :class:`ScaledClock` above speed 1, real time in which the host runs none of our
+    threads counted once in the world's time, not ``speed`` times
+    (:mod:`odar.drivers.emulated.host_stalls`: the wearable has no hypervisor). Where the
+    watchers cannot run at SCHED_FIFO this says so and the stalls count ``speed`` times over."""
+    if not enabled or not isinstance(clock, ScaledClock) or clock.speed <= 1.0:
         yield None
         return
     watch = HostStallWatch()
@@ -185,7 +186,7 @@ def host_stalls_counted_once(
         _log.warning(
             "host stalls count %g times over in the world's time (%s): at high rates a "
             "stall of the host may overflow the emulated FIFO",
-            speed,
+            clock.speed,
             watch.refusal,
         )
         yield None

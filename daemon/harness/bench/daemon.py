@@ -520,15 +520,17 @@ def run_once(
         paused = clock.paused_seconds if isinstance(clock, ScaledClock) else 0.0
         # The real time the emulated chip's computing took, not counted as the world's.
         report["emulator_paused_share"] = paused / wall
-        report["host_stalls"] = host_stall_figures(world, args.speed)
+        report["host_stalls"] = host_stall_figures(world)
     return report
 
 
-def host_stall_figures(world: EmulatedWearable, speed: float) -> dict[str, Any]:
+def host_stall_figures(world: EmulatedWearable) -> dict[str, Any]:
     """What the host stall watch saw, and the real time counted once in the world's time."""
     watch = world.host_stalls
     if watch is None:
-        why = "speed 1" if speed <= 1 else "--host-stalls-charged or not permitted (see log)"
+        if world.config.sensor.emulated.speed <= 1:
+            return {"watching": False, "why": "speed 1"}
+        why = "--host-stalls-charged or not permitted (see log)"
         return {"watching": False, "why": why}
     clock = world.wearable.clock
     counted = clock.stall_seconds if isinstance(clock, ScaledClock) else 0.0
