@@ -322,3 +322,36 @@ def test_a_devices_computing_overlaps_the_wire_time_and_is_traced(each, elapsed)
     assert device_seconds == pytest.approx(2 * each)
     assert device.moments == [5.0]
     assert device.moment is None  # told the transaction ended
+
+
+class SleepCountingClock(VirtualClock):
+    def __init__(self, start: float = 0.0) -> None:
+        super().__init__(start)
+        self.sleeps = 0
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += seconds > 0
+        super().sleep(seconds)
+
+
+def test_a_late_host_is_told_to_the_chip_as_a_moment_not_slept_to() -> None:
+    # A sleep before the chip saw the transaction would add the emulation's own wake-up and
+    # wait for the interpreter to the lateness drawn, before the count is latched; at speed 10
+    # ten times over. The chip is told the moment; one sleep ends the transaction no sooner
+    # than the wire time after it.
+    from odar.drivers.emulated.bus import HostJitter
+
+    clock = SleepCountingClock(start=5.0)
+    bus = EmulatedSMBus(clock, bus_hz=100_000, jitter=HostJitter(seed=4))
+    device = ComputingDevice(clock, 0.0)
+    bus.attach(ADDRESS, device)
+    bus.trace = []
+    draws = HostJitter(seed=4)
+    for _ in range(50):
+        bus.read_byte_data(ADDRESS, 0)
+    assert clock.sleeps == 50, "one sleep a transaction"
+    for (issued, late, wire, _, ended), moment in zip(bus.trace, device.moments, strict=True):
+        assert late == draws.draw()
+        assert moment == pytest.approx(issued + late, abs=1e-12)
+        assert ended == pytest.approx(issued + late + wire, abs=1e-12)
+    assert sum(t[1] for t in bus.trace) > 0

@@ -383,13 +383,15 @@ class EmulatedSMBus:
         with self._lock:
             if self.fd is None:
                 raise _os_error(errno.EBADF)
-            issued = self.clock.monotonic() if self.trace is not None else 0.0
-            late = 0.0
-            if self.jitter is not None:
-                # The host is late issuing the transaction: the devices see it later.
-                late = self.jitter.draw()
-                self.clock.sleep(late)
-            seen = self.clock.monotonic()
+            issued = self.clock.monotonic()
+            # The host is late issuing the transaction: the devices see it that much later.
+            # The moment is told them, not slept to: a sleep here would add the emulation's
+            # own wake-up and its wait for the interpreter to the lateness drawn, before the
+            # chip latches its count (at speed 10 each tenth of a millisecond of those is a
+            # millisecond of the world's). The answer still comes back no sooner than the
+            # wire time after that moment.
+            late = self.jitter.draw() if self.jitter is not None else 0.0
+            seen = issued + late
             stall = self._pending_stalls.popleft() if self._pending_stalls else 0.0
             injected, mid_burst = (
                 self._pending_errors.popleft() if self._pending_errors else (None, False)
