@@ -8,7 +8,10 @@ start to carry one combined read across the pointer crossing FIFO_COUNTH (0x72) 
 most reads are that one transaction instead: the driver asks only for frames the previous
 count left behind plus those that have certainly arrived since, by the chip's measured rate;
 the count in the same answer confirms it. Reading more than the FIFO holds would return
-repeats of the last byte (RM 4.31) and misalign the stream, so that guess errs low.
+repeats of the last byte (RM 4.31) and misalign the stream, so that guess errs low. It errs
+lowest after a read whose answer came back late (the host ran something else): the count may
+then show far more than was read, and those frames, the oldest in the FIFO, are read at once
+in one more transaction (``LEFT_BEHIND_READ_SHARE``), not left to eat the next read's room.
 
 What the chip may do meanwhile, and what the driver does about it:
 
