@@ -32,7 +32,6 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,7 +41,7 @@ import yaml
 
 from odar.controls import Mode
 from odar.drivers.clock import Clock
-from odar.drivers.emulated.clock import ScaledClock
+from odar.drivers.emulated.clock import computing_takes_no_time
 from odar.drivers.emulated.motion import ACTIVITIES, PLACEMENTS, ActivityStream, Wearer
 from odar.errors import ConfigError
 from odar.harness.data import SCENARIOS_DIR
@@ -392,9 +391,7 @@ class ScenarioPlayer:
         # daemon's threads wait for it, so on a scaled clock the world waits too, as it does
         # for the emulated chip's computing (session 9 traced FIFO overflows at 1 kHz and
         # speed 10 to switches that took 3-4.6 ms while the sensor thread waited).
-        self._computing: Callable[[], AbstractContextManager[None]] = (
-            clock.paused if isinstance(clock, ScaledClock) else nullcontext
-        )
+        self._computing = computing_takes_no_time(clock)
 
     def start(self) -> None:
         self._thread.start()

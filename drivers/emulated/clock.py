@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from odar.errors import EmulationError
@@ -210,3 +212,9 @@ class _Pause:
 
     def __exit__(self, *exc_info: object) -> None:
         self._clock._resume()
+
+
+def computing_takes_no_time(clock: object) -> Callable[[], AbstractContextManager[None]]:
+    """A context for the emulation's own computing: on a :class:`ScaledClock` virtual time
+    stands still in it (:meth:`ScaledClock.paused`), elsewhere it changes nothing."""
+    return clock.paused if isinstance(clock, ScaledClock) else nullcontext

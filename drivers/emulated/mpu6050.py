@@ -62,14 +62,12 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 import numpy as np
 
 from odar.drivers.clock import Clock
-from odar.drivers.emulated.clock import ScaledClock
+from odar.drivers.emulated.clock import computing_takes_no_time
 from odar.errors import EmulationError
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
@@ -268,9 +266,7 @@ class EmulatedMPU6050:
         self.samples_produced = 0
         self.fifo_bytes_lost = 0
         self._now = clock.monotonic()
-        self._computing: Callable[[], AbstractContextManager[None]] = (
-            clock.paused if isinstance(clock, ScaledClock) else nullcontext
-        )
+        self._computing = computing_takes_no_time(clock)
         self._transaction_at: float | None = None
         self._power_on_reset()
 
