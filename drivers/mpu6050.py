@@ -715,8 +715,7 @@ class MPU6050:
         limit = LEFT_BEHIND_READ_SHARE * (1.0 - FIFO_FILL_TARGET) * frames
         if self._leftover_samples <= limit:
             return 0
-        fast_rate = self.measured_rate_hz * (1.0 + CHIP_FAST_HEADROOM)
-        if self._clock.monotonic() - read_at >= (frames - in_fifo) / fast_rate:
+        if self._may_have_filled_since(read_at, in_fifo * reg.SAMPLE_BYTES):
             return 0
         return min(self._leftover_samples, I2C_MAX_MESSAGE_BYTES // reg.SAMPLE_BYTES)
 
@@ -725,7 +724,6 @@ class MPU6050:
         transactions) that the FIFO may have filled up meanwhile: its oldest bytes, and the
         frames' alignment, would then be gone before the data read. (count, latched after,
         INT_STATUS where it came with the first count, else 0; latched by)"""
-        fast_rate = self.measured_rate_hz * (1.0 + CHIP_FAST_HEADROOM)
         status = 0
         for attempt in range(3):
             if attempt == 0 and self._status_with_count:
@@ -737,11 +735,18 @@ class MPU6050:
                 high, low = self._read_block(reg.Register.FIFO_COUNTH, 2)
             latched_by = self._clock.monotonic()
             count = (high << 8) | low
-            room_s = (self.part.fifo_bytes - count) / reg.SAMPLE_BYTES / fast_rate
-            if self._clock.monotonic() - read_at < room_s:
+            if not self._may_have_filled_since(read_at, count):
                 break
             read_at = self._clock.monotonic()
         return count, read_at, status, latched_by
+
+    def _may_have_filled_since(self, read_at: float, count: int) -> bool:
+        """Whether a FIFO that held ``count`` bytes at ``read_at`` may be full by now, at the
+        chip's rate CHIP_FAST_HEADROOM fast (its oldest bytes, and the frames' alignment,
+        then gone)."""
+        fast_rate = self.measured_rate_hz * (1.0 + CHIP_FAST_HEADROOM)
+        room_s = (self.part.fifo_bytes - count) / reg.SAMPLE_BYTES / fast_rate
+        return self._clock.monotonic() - read_at >= room_s
 
     def _wire_seconds(self, data_bytes: int) -> float:
         """The least time ``data_bytes`` take on the wire."""
