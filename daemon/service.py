@@ -38,6 +38,7 @@ from odar.drivers.clock import SystemClock
 from odar.drivers.mpu6050 import SensorBlock, nearest_sample_rate
 from odar.engine import Engine
 from odar.errors import ConfigError, RootRefusedError, StateError, StateWriteError
+from odar.gc_pauses import startup_objects_frozen
 from odar.haptics import (
     FINISHED,
     NO_SENSOR,
@@ -787,6 +788,12 @@ class Daemon:
             event="start",
             version=__version__,
         )
+        # Before the sensor streams: this full collection is the last to walk what start built.
+        with startup_objects_frozen() as frozen:
+            _log.debug("%d objects built at start frozen out of the cycle collector", frozen)
+            return self._stream()
+
+    def _stream(self) -> int:
         try:
             self.sensor.start()
         except BaseException:

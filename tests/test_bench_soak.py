@@ -48,6 +48,17 @@ def test_every_hour_is_read_and_the_store_and_journal_grow(report):
     assert report["rss_growth_after_first_hour_mib"] >= 0
 
 
+def test_what_start_built_stays_frozen_and_the_collector_walks_little(report):
+    readings = report["readings"]
+    assert all(r["gc_frozen_objects"] > 10_000 for r in readings)
+    # Without the freeze a full collection walked every object start built (tens of thousands).
+    assert all(r["gc_walked_objects"] < r["gc_frozen_objects"] / 2 for r in readings)
+    collected = report["garbage_collections"]
+    assert set(collected["by_generation"]) == {"0", "1", "2"}
+    assert collected["by_generation"]["0"]["count"] > 0
+    assert isinstance(collected["walked_objects_growth_after_first_hour"], int)
+
+
 def test_the_cycle_collects_both_classes_trains_and_infers_every_hour(tmp_path):
     args = argparse.Namespace(
         hours=3, hour_seconds=3600.0, collect_seconds=60.0, train_seconds=120.0, seed=1, speed=20

@@ -7,6 +7,7 @@ output pin is read back from the mock pin's state history. See conftest.py for t
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -110,6 +111,23 @@ def test_mode_press_cycles_collect_train_infer_with_its_pattern(start_daemon, tm
             == 1 + {Mode.COLLECT: 1, Mode.TRAIN: 2, Mode.INFER: 3}[expected]
         )
     assert running.motor_pin.state == 0
+
+
+def test_what_start_built_is_frozen_out_of_the_cycle_collector_until_the_daemon_stops(
+    start_daemon,
+):
+    """A generation-2 collection while streaming walks only what came after the start."""
+    running = start_daemon()
+    built_at_start = running.daemon.controls
+
+    def walked_by_the_collector() -> bool:
+        return any(obj is built_at_start for obj in gc.get_objects())
+
+    assert gc.get_freeze_count() > 0
+    assert not walked_by_the_collector()
+    assert running.stop() == 0
+    assert gc.get_freeze_count() == 0
+    assert walked_by_the_collector()
 
 
 def test_class_press_selects_the_next_class_only_in_collect_while_stopped(start_daemon, caplog):

@@ -5,16 +5,19 @@ faster than real time, goes through one cycle every virtual hour: collect each c
 ``--collect-seconds``, train for ``--train-seconds``, infer for the rest of the hour across
 alternating sitting and walking. At the end of every virtual hour it prints what a long-lived
 service must keep bounded: the process's resident memory, its threads and open file
-descriptors, the sample store's size, and the bytes the daemon logged (what the journal would
-receive). After the first hour (artifacts loaded, caches warm, the store's first records) the
-resident memory must stay flat: ``rss_growth_after_first_hour_mib`` is the largest minus the
-smallest reading from hour 1 on, against :data:`RSS_FLAT_MIB`.
+descriptors, the sample store's size, the bytes the daemon logged (what the journal would
+receive), and the objects a full collection of the cycle collector would walk (what start
+built is frozen: :mod:`odar.gc_pauses`). After the first hour (artifacts loaded, caches warm,
+the store's first records) the resident memory must stay flat:
+``rss_growth_after_first_hour_mib`` is the largest minus the smallest reading from hour 1 on,
+against :data:`RSS_FLAT_MIB`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import itertools
 import json
 import logging
@@ -30,7 +33,7 @@ import yaml
 
 from odar import heap
 from odar.config import load_config
-from odar.harness.bench.daemon import bench_config, current_rss_kib
+from odar.harness.bench.daemon import GarbageCollectionMeter, bench_config, current_rss_kib
 from odar.harness.demo import DEMO_CONFIG
 from odar.harness.emulated_wearable import EmulatedWearable
 from odar.journal import StderrFormatter
@@ -172,6 +175,10 @@ class Reading:
     samples: int
     epochs: int
     inferred: int
+    #: What a full collection would walk now (the objects not frozen at start) and how many are
+    #: frozen (odar.gc_pauses): the first must not grow with the hours.
+    gc_walked_objects: int
+    gc_frozen_objects: int
 
 
 class HourlyMeter(threading.Thread):
@@ -223,6 +230,8 @@ class HourlyMeter(threading.Thread):
             samples=sum(status.counts),
             epochs=status.epoch,
             inferred=self._counter.count,
+            gc_walked_objects=len(gc.get_objects()),
+            gc_frozen_objects=gc.get_freeze_count(),
         )
 
 
@@ -242,7 +251,8 @@ def render_reading(r: Reading) -> str:
         f"hour {r.hour:2d} ({r.real_seconds:7.1f} s real): RSS {rss} MiB, threads {r.threads} "
         f"({r.python_threads} Python), fds {r.fds}, store {r.store_bytes / 2**20:6.2f} MiB "
         f"({r.samples} samples), journal {r.journal_bytes / 1024:8.1f} KiB "
-        f"({r.journal_lines} lines), epochs {r.epochs}, inferred {r.inferred}"
+        f"({r.journal_lines} lines), epochs {r.epochs}, inferred {r.inferred}, "
+        f"the collector walks {r.gc_walked_objects} objects ({r.gc_frozen_objects} frozen)"
     )
 
 
@@ -269,6 +279,18 @@ def summarise(readings: list[Reading], args: argparse.Namespace, status: int) ->
     }
 
 
+def collection_figures(
+    collections: GarbageCollectionMeter, readings: list[Reading]
+) -> dict[str, Any]:
+    """Every collection while the daemon ran, and how much more a full one walked at the end
+    than after the first hour."""
+    later = [r.gc_walked_objects for r in readings if r.hour >= 1]
+    return {
+        "by_generation": collections.figures(),
+        "walked_objects_growth_after_first_hour": later[-1] - later[0] if later else None,
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     if not args.speed > 0 or not args.hours >= 1:
         raise SystemExit("odar bench soak: --speed must be > 0 and --hours >= 1")
@@ -290,9 +312,11 @@ def run(args: argparse.Namespace) -> int:
         daemon = Daemon(config, world.wearable, observer=counter)
         meter = HourlyMeter(daemon, journal, round(args.hours), args.hour_seconds, counter)
         meter.start()
-        status = world.run(daemon)
+        with GarbageCollectionMeter() as collections:
+            status = world.run(daemon)
         meter.join(timeout=5.0)
         report = summarise(meter.readings, args, status)
+        report["garbage_collections"] = collection_figures(collections, meter.readings)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -302,5 +326,12 @@ def run(args: argparse.Namespace) -> int:
             f"RSS after the first hour moved by {shown} (flat means <= {RSS_FLAT_MIB:g} MiB: "
             f"{'yes' if report['rss_flat'] else 'no'}); peak RSS {report['peak_rss_mib']:.1f} "
             f"MiB; exit status {status}"
+        )
+        collected = report["garbage_collections"]
+        oldest = collected["by_generation"]["2"]
+        print(
+            f"generation-2 collections: {oldest['count']}, longest {oldest['max_ms']:.2f} ms; "
+            f"a full collection walked {collected['walked_objects_growth_after_first_hour']} "
+            "more objects at the end than after the first hour"
         )
     return status
