@@ -110,6 +110,8 @@ def test_the_world_speed_shortens_the_interpreter_slice_and_pauses_for_the_chip(
     collections = report["garbage_collections"]
     assert set(collections) == {"0", "1", "2"}
     assert all(fig["count"] >= 0 and fig["max_ms"] >= 0 for fig in collections.values())
+    # The daemon's one full collection before the sensor streams (odar.gc_pauses).
+    assert report["garbage_collections_at_start"]["2"]["count"] >= 1
 
 
 def test_host_stalls_are_watched_above_speed_one_where_the_watchers_may_be_real_time(report):
@@ -131,6 +133,18 @@ def test_a_garbage_collection_is_measured_by_generation():
     assert figures["1"]["count"] == 1 and figures["1"]["max_ms"] > 0
     assert figures["0"]["count"] == 0 and figures["2"]["count"] == 0
     assert meter._callback not in gc.callbacks
+
+
+def test_collections_before_the_stream_are_kept_apart():
+    streaming = False
+    with GarbageCollectionMeter(streaming=lambda: streaming) as meter:
+        gc.collect(2)
+        streaming = True
+        gc.collect(0)
+    assert meter.figures(at_start=True)["2"]["count"] == 1
+    assert meter.figures()["2"]["count"] == 0
+    assert meter.figures()["0"]["count"] == 1
+    assert meter.figures(at_start=True)["0"]["count"] == 0
 
 
 def test_the_bench_scenario_is_a_valid_scenario_with_the_asked_phases(tmp_path):

@@ -18,6 +18,7 @@ import resource
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +94,14 @@ DEFINITIONS = {
         "MPU-6050's FIFO holds 81 ms at +5 %, so a host this late overflows it"
     ),
     "garbage_collections": (
-        "the interpreter's garbage collections while the daemon ran, by generation: how many, "
-        "and the longest in real ms. A collection holds the GIL throughout: a sensor read due "
-        "meanwhile waits for it"
+        "the interpreter's garbage collections while the sensor streamed (from READY=1, sent "
+        "once the first samples are in), by generation: how many, and the longest in real ms. A "
+        "collection holds the GIL throughout: a sensor read due meanwhile waits for it. What "
+        "start built is frozen out of them (odar.gc_pauses)"
+    ),
+    "garbage_collections_at_start": (
+        "the same before READY=1: the daemon's start, with its one full collection "
+        "before the sensor streams (odar.gc_pauses), which delays no read"
     ),
     "emulator_paused_share": (
         "the share of the run's real time the emulated chip spent computing the samples due, "
@@ -498,7 +504,7 @@ def run_once(
         unkind.start()
         host = HostLatenessMeter()
         host.start()
-        collections = GarbageCollectionMeter()
+        collections = GarbageCollectionMeter(streaming=lambda: daemon.ready_at is not None)
         with collections:
             status = world.run(daemon)
         unkind.stop.set()
@@ -511,6 +517,7 @@ def run_once(
         report["sensor"] = sensor_figures(daemon, world, unkind, idle.bus_start)
         report["host_lateness"] = host.figures()
         report["garbage_collections"] = collections.figures()
+        report["garbage_collections_at_start"] = collections.figures(at_start=True)
         if stages is not None:
             times = stages.window_times(si_scale(config.sensor.settings))
             report["latency_stages"] = stage_figures(times) if times is not None else None
@@ -538,18 +545,26 @@ def host_stall_figures(world: EmulatedWearable) -> dict[str, Any]:
 
 
 class GarbageCollectionMeter:
-    """Every collection of the interpreter's cycle collector while in the ``with`` block."""
+    """Every collection of the interpreter's cycle collector while in the ``with`` block. With
+    ``streaming`` (called in the collector's callback, so it must take no lock), those while
+    it says False are kept apart in :attr:`at_start`: the daemon's start, with its collection
+    before the sensor streams (:mod:`odar.gc_pauses`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, streaming: Callable[[], bool] | None = None) -> None:
+        self._streaming = streaming
         self._started = 0.0  # collections never overlap: the collector holds the GIL
+        self._during_stream = True
         self.pauses: list[tuple[int, float]] = []  # (generation, real seconds)
+        self.at_start: list[tuple[int, float]] = []
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         now = time.perf_counter()
         if phase == "start":
             self._started = now
+            self._during_stream = self._streaming is None or self._streaming()
         else:
-            self.pauses.append((info["generation"], now - self._started))
+            kept = self.pauses if self._during_stream else self.at_start
+            kept.append((info["generation"], now - self._started))
 
     def __enter__(self) -> GarbageCollectionMeter:
         gc.callbacks.append(self._callback)
@@ -558,10 +573,14 @@ class GarbageCollectionMeter:
     def __exit__(self, *exc_info: object) -> None:
         gc.callbacks.remove(self._callback)
 
-    def figures(self) -> dict[str, dict[str, float]]:
+    def figures(self, at_start: bool = False) -> dict[str, dict[str, float]]:
         by_generation: dict[str, dict[str, float]] = {}
         for generation in range(3):
-            pauses = [seconds for gen, seconds in self.pauses if gen == generation]
+            pauses = [
+                seconds
+                for gen, seconds in (self.at_start if at_start else self.pauses)
+                if gen == generation
+            ]
             by_generation[str(generation)] = {
                 "count": len(pauses),
                 "max_ms": max(pauses, default=0.0) * 1e3,
@@ -902,7 +921,7 @@ def render(report: dict[str, Any]) -> str:
     collected = report.get("garbage_collections")
     if collected:
         lines.append(
-            "garbage collections: "
+            "garbage collections while streaming: "
             + ", ".join(
                 f"generation {gen} {fig['count']:.0f} (longest {fig['max_ms']:.1f} ms)"
                 for gen, fig in collected.items()

@@ -282,11 +282,12 @@ def summarise(readings: list[Reading], args: argparse.Namespace, status: int) ->
 def collection_figures(
     collections: GarbageCollectionMeter, readings: list[Reading]
 ) -> dict[str, Any]:
-    """Every collection while the daemon ran, and how much more a full one walked at the end
-    than after the first hour."""
+    """Every collection while the sensor streamed (and apart, those before), and how much more
+    a full one walked at the end than after the first hour."""
     later = [r.gc_walked_objects for r in readings if r.hour >= 1]
     return {
         "by_generation": collections.figures(),
+        "at_start_by_generation": collections.figures(at_start=True),
         "walked_objects_growth_after_first_hour": later[-1] - later[0] if later else None,
     }
 
@@ -312,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
         daemon = Daemon(config, world.wearable, observer=counter)
         meter = HourlyMeter(daemon, journal, round(args.hours), args.hour_seconds, counter)
         meter.start()
-        with GarbageCollectionMeter() as collections:
+        with GarbageCollectionMeter(streaming=lambda: daemon.ready_at is not None) as collections:
             status = world.run(daemon)
         meter.join(timeout=5.0)
         report = summarise(meter.readings, args, status)
