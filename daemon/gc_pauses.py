@@ -15,8 +15,10 @@ walk is a sizeable part of the 81 ms the FIFO holds at 1 kHz.
 
 The cost: a frozen object in a reference cycle that becomes garbage later is never freed. The
 daemon keeps what it built at start until it stops; a reload replaces only the configuration
-and the objects built from it, which hold no cycles. The objects are unfrozen when the block
-ends, so a process that runs the daemon again (the tests, the benches) collects them.
+and the few objects built from it (whether any of them sits in a cycle is not measured). The
+objects are unfrozen when the block ends, so a process that runs the daemon again (the tests,
+the benches) collects them. The freeze is the process's: two daemons at once in one process
+share it, and the first to stop unfreezes both, which only costs the walk again.
 """
 
 from __future__ import annotations
