@@ -127,6 +127,10 @@ class SensorPresence:
     def last_timestamp(self) -> float | None:
         return None if self.missing is not None else self.driver.last_timestamp
 
+    @property
+    def fifo_filling_since(self) -> float | None:
+        return None if self.missing is not None else self.driver.fifo_filling_since
+
     def close(self) -> None:
         self.driver.close()
 

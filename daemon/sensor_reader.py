@@ -7,7 +7,9 @@ chip 5 % fast or one read 10 ms late overflowed it. Here reads are planned on th
 
 * the grid: one read every ``sensor.poll_interval_s`` (the driver's fill target for its part's
   FIFO, for a chip 10 % fast), counted from the planned time, not from when the last read
-  ended; a late read is followed by the next planned one, never by a burst of catch-up reads;
+  ended, and the first from when the FIFO began to fill (``sensor.fifo_filling_since``), not
+  from when the sensor thread began; a late read is followed by the next planned one, never
+  by a burst of catch-up reads;
 * window ends: when the last sample of the first window to end after the newest sample read
   is due (from the ring's sequence numbers, the last timestamp and the chip's measured rate;
   the window thread may not have cut the window before it yet), a read comes
@@ -83,6 +85,9 @@ class Sensor(Protocol):
     @property
     def last_timestamp(self) -> float | None: ...
 
+    @property
+    def fifo_filling_since(self) -> float | None: ...
+
     def read(self, exact: bool = False) -> SensorBlock: ...
 
 
@@ -123,7 +128,11 @@ class SensorReader:
         self.clock = clock
         self.window_end_after = window_end_after
         self.reads = {"grid": 0, "pre-read": 0, "window": 0}
-        self._grid_from = clock.monotonic()
+        now = clock.monotonic()
+        # The grid counts from when the FIFO began to fill, not from when this thread got
+        # here: under load the thread may start a good part of the FIFO's time after it.
+        filling_since = sensor.fifo_filling_since
+        self._grid_from = now if filling_since is None else min(now, filling_since)
         self._last_read_at = self._grid_from
         self._planned: PlannedRead | None = None
         # The window end the last window read was for, and the one the last plan aimed at.

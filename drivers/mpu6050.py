@@ -343,6 +343,13 @@ class MPU6050:
         return poll_interval_for(self._rate_hz, self.part.fifo_bytes)
 
     @property
+    def fifo_filling_since(self) -> float | None:
+        """When the FIFO last began to fill (the clock's time; the earlier bound), None before
+        ``start()``: the first read is due a fill target after it, however late the reader
+        that makes it begins."""
+        return self._fifo_started_after if self._started else None
+
+    @property
     def read_mode(self) -> str:
         """The mode in use: "burst" once proven, else "count-then-data"."""
         return BURST if self._burst_proven else COUNT_THEN_DATA

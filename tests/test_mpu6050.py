@@ -571,6 +571,27 @@ def test_overflow_resets_the_fifo_and_reports_the_loss_on_the_next_block(caplog)
     assert driver.counters.lost == after[0].lost and driver.counters.gaps == 1
 
 
+def test_the_fifo_says_since_when_it_fills_from_start_through_each_restart_to_close() -> None:
+    settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
+    bus, clock, driver = make(settings)
+    feeder = Feeder(bus, clock, 1000)
+    assert driver.fifo_filling_since is None
+    driver.start()
+    started = driver.fifo_filling_since
+    assert started is not None and feeder.started_at is not None
+    # Start sleeps for the gyro to settle first: the FIFO fills from its end, not from its call.
+    assert started > 1000.0 + 0.020 and started == pytest.approx(feeder.started_at, abs=1e-9)
+    run_for(driver, clock, 0.2)
+    assert driver.fifo_filling_since == started, "reads do not restart it"
+    clock.advance(0.300)  # an overflow: the FIFO is reset and fills again from now
+    restarted_at = clock.now
+    driver.read()
+    assert driver.counters.overflows == 1
+    assert driver.fifo_filling_since == pytest.approx(restarted_at, abs=1e-9)
+    driver.close()
+    assert driver.fifo_filling_since is None
+
+
 def test_fewer_samples_than_certain_means_a_reset_not_garbage() -> None:
     settings = SensorSettings(rate_hz=1000, dlpf_cfg=1)
     bus, clock, driver = make(settings)

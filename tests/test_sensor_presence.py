@@ -46,6 +46,7 @@ def test_a_missing_chip_is_reported_once_with_the_fix_and_read_when_it_answers(c
         presence.start()  # does not raise
         assert presence.missing is not None and "no answer to WHO_AM_I" in presence.missing
         assert presence.recovering
+        assert presence.fifo_filling_since is None, "nothing fills while the chip is missing"
         looks = 0
         while True:
             assert len(presence.read()) == 0
@@ -63,6 +64,8 @@ def test_a_missing_chip_is_reported_once_with_the_fix_and_read_when_it_answers(c
     # Found about when it came back (the looks are RETRY_S apart), then it streams.
     assert 10.0 <= clock.monotonic() <= 10.0 + RETRY_S + 1.0
     assert not presence.recovering and presence.problem is None
+    since = presence.fifo_filling_since
+    assert since is not None and 10.0 <= since <= clock.monotonic()
     clock.advance(0.5)
     assert len(presence.read()) >= 40
 

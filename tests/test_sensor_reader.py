@@ -32,6 +32,7 @@ class ScriptedSensor:
         self.poll_interval_s = 0.060
         self.measured_rate_hz = rate_hz
         self.last_timestamp: float | None = None
+        self.fifo_filling_since: float | None = clock.monotonic()
         self.delivered = 0
         self.reads: list[tuple[float, bool]] = []
         self.sizes: list[int] = []
@@ -68,6 +69,31 @@ def test_reads_keep_a_fixed_cadence_whatever_a_read_costs() -> None:
     # Sleep-after-read would space them 60 + 15 ms apart.
     np.testing.assert_allclose(np.diff(starts), 0.060, atol=1e-9)
     assert reader.reads == {"grid": 20, "pre-read": 0, "window": 0}
+
+
+def test_the_first_read_counts_from_when_the_fifo_began_to_fill_not_from_the_thread() -> None:
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.001)  # its FIFO fills from 0
+    clock.advance(0.045)  # the sensor thread began late: the FIFO already holds 45 samples
+    reader = SensorReader(sensor, Ring(), clock)
+    reader.step()
+    assert sensor.reads[0][0] == pytest.approx(0.060), "a fill target after the FIFO began"
+    assert sensor.sizes[0] == 60
+
+    late = VirtualClock()
+    sensor = ScriptedSensor(late, read_s=0.001)
+    late.advance(0.075)  # later than the fill target itself: read at once
+    SensorReader(sensor, Ring(), late).step()
+    assert sensor.reads[0][0] == pytest.approx(0.075)
+
+
+def test_a_sensor_that_is_not_streaming_yet_starts_the_grid_now() -> None:
+    clock = VirtualClock()
+    sensor = ScriptedSensor(clock, read_s=0.001)
+    sensor.fifo_filling_since = None  # a missing chip, looked for again at its own pace
+    clock.advance(0.045)
+    SensorReader(sensor, Ring(), clock).step()
+    assert sensor.reads[0][0] == pytest.approx(0.105)
 
 
 def test_a_late_read_is_followed_by_the_plan_not_by_catch_up_reads() -> None:
