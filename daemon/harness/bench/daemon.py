@@ -10,6 +10,7 @@ means is in :data:`DEFINITIONS`, which the JSON repeats under ``definitions``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import json
@@ -32,6 +33,7 @@ from odar.drivers.emulated.mpu6050 import PARTS_BY_WHO_AM_I, GroundTruth
 from odar.drivers.mpu6050 import SensorBlock, si_scale
 from odar.engine import Engine
 from odar.harness.bench.latency_stages import STAGES, StageTrace, stage_figures
+from odar.harness.bench.sched_trace import OverflowMoments, SchedulerTrace
 from odar.harness.bench.sensor import WireSnapshot, add_adapter_argument, today_poll_interval_s
 from odar.harness.data import DEMO_CONFIG, with_artifacts
 from odar.harness.demo import DemoRecorder
@@ -126,6 +128,15 @@ DEFINITIONS = {
         + ". truth: every delivered sample looked up in the chip's record (misaligned: "
         "matches no sample the chip took; settling: taken while the gyro settled)"
     ),
+    "sched_trace": (
+        "with --sched-trace (root, ftrace), per FIFO overflow, the real ms before the driver "
+        "logged it (before_ms) split by what the sensor thread did: running, waiting_cpu "
+        "(runnable, no CPU), ours_ran (asleep while another thread of ours ran), "
+        "ours_preempted (asleep while none of ours ran and one was runnable: a preempted "
+        "GIL holder), asleep (nothing of ours wanted a CPU); others_on_cpu_ms: the other "
+        "processes that ran meanwhile. overrun: events the kernel dropped (harness.bench."
+        "sched_trace)"
+    ),
     "startup": (
         "real seconds to READY=1: process_start_to_ready from the kernel's start time of this "
         "process (includes the Python and numpy/TFLite imports), daemon_to_ready from "
@@ -210,6 +221,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="split window-to-motor latency into its stages against the chip's ground truth "
         "(keeps every sample in memory: the memory figures grow)",
+    )
+    parser.add_argument(
+        "--sched-trace",
+        action="store_true",
+        help="record the kernel's scheduler events (ftrace; root) and explain each FIFO "
+        "overflow: what the sensor thread did and waited for in the 30 ms before it",
     )
     parser.add_argument(
         "--threads-only", action="store_true", help="only the 1-vs-2-threads bottleneck timing"
@@ -505,7 +522,9 @@ def run_once(
         host = HostLatenessMeter()
         host.start()
         collections = GarbageCollectionMeter(streaming=lambda: daemon.ready_at is not None)
-        with collections:
+        tracer = SchedulerTrace() if args.sched_trace else None
+        overflows = OverflowMoments()
+        with collections, tracer or contextlib.nullcontext(), overflows:
             status = world.run(daemon)
         unkind.stop.set()
         host.stop.set()
@@ -528,6 +547,8 @@ def run_once(
         # The real time the emulated chip's computing took, not counted as the world's.
         report["emulator_paused_share"] = paused / wall
         report["host_stalls"] = host_stall_figures(world)
+        if tracer is not None:
+            report["sched_trace"] = overflows.report(tracer)
     return report
 
 
