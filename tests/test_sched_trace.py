@@ -66,7 +66,9 @@ def test_switches_and_wakeups_are_read_with_each_tasks_name():
 
 
 def test_the_sensor_threads_time_is_split_by_what_our_other_threads_did():
-    (report,) = explain(parse(TRACE), {SENSOR, WINDOWS}, SENSOR, [1.015], before_s=0.015)
+    (report,) = explain(
+        parse(TRACE), {SENSOR, WINDOWS}, SENSOR, [1.015], 0.015, {WINDOWS: "odar-windows"}
+    )
     assert report["ms"] == pytest.approx(
         {
             "running": 3.0,  # 1.000-1.002, 1.009-1.010
@@ -78,6 +80,8 @@ def test_the_sensor_threads_time_is_split_by_what_our_other_threads_did():
         abs=1e-6,
     )
     assert sum(report["ms"].values()) == pytest.approx(15.0)
+    assert report["ours_preempted_by_thread_ms"] == pytest.approx({"odar-windows": 4.0})
+    assert report["ours_ran_by_thread_ms"] == pytest.approx({"odar-windows": 4.0})
     # While the sensor thread was off its CPU: HOG0 1.002-1.009 and 1.010-1.015 on CPU 0;
     # HOG1 1.002-1.006 and 1.012-1.015 on CPU 1.
     assert report["others_on_cpu_ms"] == pytest.approx(
@@ -107,6 +111,7 @@ def test_overflow_log_lines_are_noted_with_the_logging_thread_and_nothing_else_i
     log.warning("FIFO overflow after the bench")
     assert [t for _, t in overflows.moments] == [threading.get_native_id(), tid[0]]
     assert {threading.get_native_id(), tid[0]} <= overflows.our_tids
+    assert overflows.thread_names[threading.get_native_id()] == threading.current_thread().name
     assert overflows.moments[0][0] <= overflows.moments[1][0]
 
 

@@ -142,11 +142,19 @@ def _within(spans: list[Any], start: float, end: float) -> list[Any]:
 
 
 def explain(
-    trace: Trace, ours: set[int], sensor: int, moments: Iterable[float], before_s: float = BEFORE_S
+    trace: Trace,
+    ours: set[int],
+    sensor: int,
+    moments: Iterable[float],
+    before_s: float = BEFORE_S,
+    thread_names: dict[int, str] | None = None,
 ) -> list[dict[str, Any]]:
     """For each moment (``time.monotonic()``), the ``before_s`` before it: the sensor thread's
-    time by the kinds in the module docstring (ms), and the tasks that ran most on each CPU
-    while it was not running. ``ours`` are the process's thread ids, ``sensor`` among them."""
+    time by the kinds in the module docstring (ms), which of our threads ran or were kept
+    off a CPU meanwhile (by ``thread_names``, else id), and the tasks that ran most on each
+    CPU while it was not running. ``ours`` are the process's thread ids, ``sensor`` among
+    them."""
+    names = thread_names or {}
     all_states, all_cpus = _timelines(trace)
     others = ours - {sensor}
     reports = []
@@ -157,7 +165,11 @@ def explain(
         kinds = dict.fromkeys(
             ("running", "waiting_cpu", "ours_ran", "ours_preempted", "asleep"), 0.0
         )
-        foreign: collections.Counter[str] = collections.Counter()
+        foreign: dict[str, float] = collections.defaultdict(float)
+        by_thread: dict[str, dict[str, float]] = {
+            "ours_ran": collections.defaultdict(float),
+            "ours_preempted": collections.defaultdict(float),
+        }
         for a, b, state in states.get(sensor, []):
             a, b = max(a, start), min(b, moment)
             if b <= a:
@@ -168,8 +180,10 @@ def explain(
             if state == RUNNABLE:
                 kinds["waiting_cpu"] += b - a
             else:
-                for lo, hi, kind in _sleep_kinds(states, others, a, b):
+                for lo, hi, kind, tids in _sleep_kinds(states, others, a, b):
                     kinds[kind] += hi - lo
+                    for tid in tids:
+                        by_thread[kind][names.get(tid, str(tid))] += hi - lo
             for spans in cpus.values():
                 for c0, c1, tid in spans:
                     if tid not in ours and tid != 0:
@@ -180,18 +194,29 @@ def explain(
             {
                 "at": round(moment, 6),
                 "ms": {kind: round(seconds * 1e3, 3) for kind, seconds in kinds.items()},
+                **{
+                    f"{kind}_by_thread_ms": {
+                        name: round(seconds * 1e3, 3) for name, seconds in _most(threads)
+                    }
+                    for kind, threads in by_thread.items()
+                },
                 "others_on_cpu_ms": {
-                    task: round(seconds * 1e3, 3) for task, seconds in foreign.most_common(4)
+                    task: round(seconds * 1e3, 3) for task, seconds in _most(foreign, 4)
                 },
             }
         )
     return reports
 
 
+def _most(seconds: dict[str, float], n: int | None = None) -> list[tuple[str, float]]:
+    return sorted(seconds.items(), key=lambda item: -item[1])[:n]
+
+
 def _sleep_kinds(
     states: dict[int, list[tuple[float, float, str]]], others: set[int], start: float, end: float
-) -> Iterator[tuple[float, float, str]]:
-    """Split a sleep of the sensor thread by what the rest of our threads did meanwhile."""
+) -> Iterator[tuple[float, float, str, list[int]]]:
+    """Split a sleep of the sensor thread by what the rest of our threads did meanwhile, with
+    the threads that ran (or, where none ran, were runnable)."""
     cuts = {start, end}
     for tid in others:
         for a, b, _ in states.get(tid, []):
@@ -199,13 +224,19 @@ def _sleep_kinds(
     edges = sorted(cuts)
     for lo, hi in itertools.pairwise(edges):
         middle = 0.5 * (lo + hi)
-        now = {state for tid in others for a, b, state in states.get(tid, []) if a <= middle < b}
-        if RUNNING in now:
-            yield lo, hi, "ours_ran"
-        elif RUNNABLE in now:
-            yield lo, hi, "ours_preempted"
+        now = {
+            tid: state
+            for tid in others
+            for a, b, state in states.get(tid, [])
+            if a <= middle < b and state != ASLEEP
+        }
+        running = [tid for tid, state in now.items() if state == RUNNING]
+        if running:
+            yield lo, hi, "ours_ran", running
+        elif now:
+            yield lo, hi, "ours_preempted", list(now)
         else:
-            yield lo, hi, "asleep"
+            yield lo, hi, "asleep", []
 
 
 class SchedulerTrace:
@@ -262,6 +293,7 @@ class OverflowMoments(logging.Handler):
         self._logger = logging.getLogger(logger)
         self.moments: list[tuple[float, int]] = []  # (when, the logging thread's id)
         self.our_tids: set[int] = set()
+        self.thread_names: dict[int, str] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         if "FIFO overflow" not in record.getMessage():
@@ -269,6 +301,11 @@ class OverflowMoments(logging.Handler):
         self.moments.append((time.monotonic(), threading.get_native_id()))
         with contextlib.suppress(OSError):
             self.our_tids.update(int(tid) for tid in os.listdir("/proc/self/task"))
+        self.thread_names.update(
+            (thread.native_id, thread.name)
+            for thread in threading.enumerate()
+            if thread.native_id is not None
+        )
 
     def __enter__(self) -> OverflowMoments:
         self._logger.addHandler(self)
@@ -289,7 +326,9 @@ class OverflowMoments(logging.Handler):
             (
                 report | {"sensor_tid": sensor}
                 for sensor, moments in by_thread.items()
-                for report in explain(parsed, self.our_tids, sensor, moments, before_s)
+                for report in explain(
+                    parsed, self.our_tids, sensor, moments, before_s, self.thread_names
+                )
             ),
             key=lambda report: report["at"],
         )
