@@ -522,9 +522,13 @@ def run_once(
         host = HostLatenessMeter()
         host.start()
         collections = GarbageCollectionMeter(streaming=lambda: daemon.ready_at is not None)
-        tracer = SchedulerTrace() if args.sched_trace else None
+        tracer: SchedulerTrace | None = None
         overflows = OverflowMoments()
-        with collections, tracer or contextlib.nullcontext(), overflows:
+        with contextlib.ExitStack() as measuring:
+            measuring.enter_context(collections)
+            if args.sched_trace:
+                tracer = measuring.enter_context(SchedulerTrace())
+                measuring.enter_context(overflows)
             status = world.run(daemon)
         unkind.stop.set()
         host.stop.set()
