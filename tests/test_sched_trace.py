@@ -23,7 +23,7 @@ SENSOR, WINDOWS, HOG0, HOG1 = 100, 200, 900, 901
 
 def switch(at: float, cpu: int, prev: int, state: str, nxt: int, prio: int = 120) -> str:
     """One sched_switch line as the kernel writes it (trace_clock mono)."""
-    names = {SENSOR: "odar", WINDOWS: "odar", HOG0: "python3", HOG1: "python3"}
+    names = {0: "swapper/1", SENSOR: "odar", WINDOWS: "odar", HOG0: "python3", HOG1: "python3"}
     return (
         f"         {names[prev]}-{prev}   [{cpu:03d}] d..2. {at:.6f}: sched_switch: "
         f"prev_comm={names[prev]} prev_pid={prev} prev_prio={prio} prev_state={state} ==> "
@@ -95,6 +95,22 @@ def test_only_the_span_before_each_moment_is_explained():
     assert early["ms"]["ours_preempted"] == pytest.approx(2.0)
     assert late["ms"]["running"] == pytest.approx(1.0)
     assert late["ms"]["waiting_cpu"] == pytest.approx(1.0)
+
+
+def test_a_switch_from_idle_missing_from_the_trace_is_taken_as_at_the_wake_up():
+    # Seen in real traces: woken on an idle CPU, the sensor thread next shows switching out,
+    # with no switch to it in between.
+    lines = [
+        switch(2.000, 1, SENSOR, "S", 0),
+        wakeup(2.001, 1, 0, SENSOR),
+        switch(2.004, 1, SENSOR, "S", 0),
+    ]
+    (report,) = explain(parse(lines), {SENSOR}, SENSOR, [2.004], before_s=0.004)
+    assert report["ms"] == pytest.approx(
+        {"running": 3.0, "waiting_cpu": 0.0, "ours_ran": 0.0, "ours_preempted": 0.0,
+         "asleep": 1.0},
+        abs=1e-6,
+    )  # fmt: skip
 
 
 def test_overflow_log_lines_are_noted_with_the_logging_thread_and_nothing_else_is():

@@ -120,6 +120,18 @@ def _timelines(trace: Trace) -> tuple[dict[int, list[tuple[float, float, str]]],
     events = sorted(trace.events, key=lambda e: e.at)
     for event in events:
         if isinstance(event, Switch):
+            missed = on_cpu.get(event.cpu)
+            if missed is not None and missed[1] != event.prev_tid:
+                # The switch to prev is not in the trace (seen here after a wake-up on an
+                # idle CPU): it ran from its wake-up, or from the CPU's last switch if later.
+                since, tid = missed
+                woken = state.get(event.prev_tid)
+                began = since
+                if woken is not None and woken[1] == RUNNABLE:
+                    began = max(since, woken[0])
+                cpus[event.cpu].append((since, began, tid))
+                on_cpu[event.cpu] = (began, event.prev_tid)
+                become(event.prev_tid, began, RUNNING)
             if event.cpu in on_cpu:
                 since, tid = on_cpu[event.cpu]
                 cpus[event.cpu].append((since, event.at, tid))
