@@ -132,5 +132,7 @@ def test_overflow_log_lines_are_noted_with_the_logging_thread_and_nothing_else_i
 
 
 def test_without_tracefs_the_trace_says_what_is_missing(tmp_path):
+    with pytest.raises(EmulationError, match="--sched-trace"):
+        SchedulerTrace(tmp_path / "no").check()
     with pytest.raises(EmulationError, match="--sched-trace"), SchedulerTrace(tmp_path / "no"):
         pass

@@ -459,6 +459,8 @@ def run(args: argparse.Namespace) -> int:
             "odar bench daemon: --speed and --infer-seconds must be > 0, "
             f"--idle-seconds > {3 * BASELINE_MARGIN:g}"
         )
+    if args.sched_trace:
+        SchedulerTrace().check()
     base = with_artifacts(load_config(args.config), args.artifacts)
     if args.rate is not None:
         sensor = dataclasses.replace(base.sensor, rate_hz=args.rate)

@@ -264,7 +264,9 @@ class SchedulerTrace:
     def _write(self, name: str, value: str) -> None:
         (self.root / name).write_text(value + "\n")
 
-    def __enter__(self) -> SchedulerTrace:
+    def check(self) -> None:
+        """Raise EmulationError saying what is missing unless tracing can start (mounts
+        tracefs where it is not): call before a run, not after its threads have started."""
         if os.geteuid() != 0:
             raise EmulationError("--sched-trace needs root: ftrace is the kernel's")
         if not (self.root / "trace").exists():
@@ -274,6 +276,9 @@ class SchedulerTrace:
                     f"--sched-trace: no tracefs at {self.root} and it would not mount "
                     f"(mount -t tracefs nodev {self.root})"
                 )
+
+    def __enter__(self) -> SchedulerTrace:
+        self.check()
         self._write("tracing_on", "0")
         self._write("trace", "")
         self._write("trace_clock", "mono")
