@@ -1,8 +1,11 @@
-"""Train mode: epochs over the sample store on the trainer thread, while asked to.
+"""Train mode: epochs over the sample store, run by the trainer thread while asked to.
 
 Each epoch shuffles the stored samples and steps through them in batches of the artifacts'
 train batch size (as TFLite's personalisation library does); the parameters are published to
-:class:`LatestHead` after every epoch, so inference always sees a whole, consistent set.
+:class:`LatestHead` after every epoch, so inference always sees a whole, consistent set. The
+steps themselves run in :class:`~odar.training_process.TrainingProcess`, a child with an
+interpreter of its own, so that training never holds the GIL the sensor thread needs; the
+trainer thread shuffles, publishes, logs and saves.
 
 :meth:`Trainer.start` and :meth:`Trainer.stop` are requests and return at once (a button's
 callback must never wait for an epoch or a save). The trainer thread checks the request at every
@@ -26,6 +29,7 @@ from odar.heartbeat import ThreadPulse
 from odar.journal import RateLimiter, log_event
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore
+from odar.training_process import TrainingProcess
 
 _log = logging.getLogger(__name__)
 
@@ -98,6 +102,7 @@ class Trainer:
     def __init__(
         self,
         head: Head,
+        process: TrainingProcess,
         samples: SampleStore,
         latest: LatestHead,
         param_store: ParamStore,
@@ -114,6 +119,8 @@ class Trainer:
         logger: logging.Logger = _log,
     ) -> None:
         self._head = head
+        #: Where the epochs run; started by the first run, ended with the trainer thread.
+        self.process = process
         self._samples = samples
         self._latest = latest
         self._param_store = param_store
@@ -290,6 +297,12 @@ class Trainer:
 
     def serve(self) -> None:
         """The trainer thread's body: wait for a request, train, save; until halted."""
+        try:
+            self._serve_requests()
+        finally:
+            self.process.close()
+
+    def _serve_requests(self) -> None:
         while True:
             self._pulse.beat()
             with self._requests, self._pulse.waiting():
@@ -323,15 +336,19 @@ class Trainer:
         features = np.array(data.features, np.float32)
         onehot = np.eye(self._head.num_classes, dtype=np.float32)[np.asarray(data.labels)]
         del data
+        with self._pulse.waiting():  # the child's start is bounded by its own time limit
+            self.process.load(features, onehot)
+        rows = len(features)
+        del features, onehot  # the child has its copy
         state = self._latest.get()
         params, optimizer, epoch = dict(state.params), dict(state.optimizer), state.epoch
         if not optimizer:
             optimizer = self._head.initial_optimizer_state()
         log_event(
             self._log,
-            f"training on {len(features)} samples from epoch {epoch}",
+            f"training on {rows} samples from epoch {epoch}",
             mode="train",
-            samples=len(features),
+            samples=rows,
             epoch=epoch,
         )
         last_save = self._clock.monotonic()
@@ -345,7 +362,7 @@ class Trainer:
             self._run_losses = []
         try:
             while self._wanted(run_id):
-                stepped = self._epoch(features, onehot, params, optimizer, run_id)
+                stepped = self._epoch(rows, params, optimizer, run_id)
                 if stepped is None:
                     break  # stopped mid-epoch: the last whole epoch stays published
                 loss, params, optimizer = stepped
@@ -360,7 +377,7 @@ class Trainer:
                         dropped = len(self._run_losses) - RUN_HISTORY
                         del self._run_losses[:dropped]
                         self._run_first_epoch += dropped
-                self._report(epoch, loss, len(features))
+                self._report(epoch, loss, rows)
                 schedule = self.schedule
                 if self._clock.monotonic() - last_save >= schedule.save_every_seconds:
                     self.save()
@@ -383,26 +400,20 @@ class Trainer:
 
     def _epoch(
         self,
-        features: np.ndarray,
-        onehot: np.ndarray,
+        rows: int,
         params: dict[str, np.ndarray],
         optimizer: dict[str, np.ndarray],
         run_id: int,
     ) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]] | None:
         """One epoch, or None if the run was stopped before its end."""
-        order = self._rng.permutation(len(features))
-        batch = self._head.batch_size
-        total = 0.0
-        for begin in range(0, len(order), batch):
-            self._pulse.beat()
-            if not self._wanted(run_id):
-                return None
-            rows = order[begin : begin + batch]
-            loss, params, optimizer = self._head.train_step(
-                params, optimizer, features[rows], onehot[rows]
-            )
-            total += loss * len(rows)
-        return total / len(order), params, optimizer
+        order = self._rng.permutation(rows)
+        return self.process.epoch(
+            order,
+            params,
+            optimizer,
+            keep_going=lambda: self._wanted(run_id),
+            beat=self._pulse.beat,
+        )
 
     def _report(self, epoch: int, loss: float, samples: int) -> None:
         if not self._limiter.allow():

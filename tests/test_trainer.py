@@ -15,6 +15,7 @@ from odar.journal import RateLimiter
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore, StoreLayout
 from odar.trainer import LOSS_HISTORY, LatestHead, Trainer, loss_settled
+from odar.training_process import TrainingProcess
 
 PER_CLASS = 12
 
@@ -55,12 +56,36 @@ def fresh_head(engine: Engine) -> LatestHead:
     return LatestHead(HeadState(head.initial_parameters(), head.initial_optimizer_state()), False)
 
 
+#: Trainers a test made: halted after it, so that no training process outlives its test.
+MADE: list[Trainer] = []
+
+
+@pytest.fixture(autouse=True)
+def halt_trainers():
+    yield
+    while MADE:
+        trainer = MADE.pop()
+        trainer.halt()
+        trainer.join(30.0)
+        assert not trainer.alive and not trainer.process.running
+
+
+def training_process(engine: Engine) -> TrainingProcess:
+    return TrainingProcess(
+        engine.manifest.path,
+        engine.manifest_hash,
+        num_threads=1,
+        runtime=engine.runtime.name,
+    )
+
+
 def make_trainer(engine, samples, latest, param_store, clock=None, **options) -> Trainer:
     clock = clock if clock is not None else VirtualClock()
     options.setdefault("save_every_seconds", 60.0)
     options.setdefault("max_epochs", None)
-    return Trainer(
+    trainer = Trainer(
         engine.head,
+        training_process(engine),
         samples,
         latest,
         param_store,
@@ -69,6 +94,8 @@ def make_trainer(engine, samples, latest, param_store, clock=None, **options) ->
         seed=3,
         **options,
     )
+    MADE.append(trainer)
+    return trainer
 
 
 def test_epochs_lower_the_loss_and_stop_saves_what_inference_sees(engine, samples, param_store):
@@ -186,6 +213,7 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
     latest = fresh_head(engine)
     trainer = Trainer(
         engine.head,
+        training_process(engine),
         samples,
         latest,
         param_store,
@@ -194,6 +222,7 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
         max_epochs=None,
         limiter=RateLimiter(1.0, clock),
     )
+    MADE.append(trainer)
     trainer.start()
     wait_until(lambda: latest.get().epoch >= 5, "5 epochs")
     clock.advance(1.0)

@@ -79,7 +79,10 @@ DEFINITIONS = {
         "peak_rss_mib: resource.getrusage(RUSAGE_SELF).ru_maxrss, the process's peak resident "
         "set (at least the VmRSS read below: the kernel's high-water mark can lag it); "
         "current_rss_mib: VmRSS from /proc/self/status at the end of the infer phase. "
-        "Both include the emulator and this bench (a few MiB)"
+        "Both include the emulator and this bench (a few MiB). "
+        "training_process_peak_rss_mib: RUSAGE_CHILDREN's ru_maxrss after the run, the peak "
+        "resident set of the training process (odar.training_process; the bench starts no "
+        "other child), which the unit's MemoryHigh= and MemoryMax= count with the daemon's"
     ),
     "sensor": (
         "the driver's counters over the whole run, the faults injected, and, from the idle "
@@ -871,6 +874,9 @@ def summarise(
             )
             / 1024,
             "current_rss_mib": rss / 1024 if rss is not None else None,
+            "training_process_peak_rss_mib": (
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 or None
+            ),
         },
         "startup": {
             "process_start_to_ready_seconds": (
@@ -915,7 +921,8 @@ def render(report: dict[str, Any]) -> str:
         f"{number(thread_figure(cpu['infer_by_thread']), digits=4)}, "
         f"idle {number(thread_figure(cpu['idle_by_thread']), digits=4)}",
         f"memory: peak RSS {number(memory['peak_rss_mib'], ' MiB', digits=1)}, "
-        f"now {number(memory['current_rss_mib'], ' MiB', digits=1)}",
+        f"now {number(memory['current_rss_mib'], ' MiB', digits=1)}; training process "
+        f"peak {number(memory.get('training_process_peak_rss_mib'), ' MiB', digits=1)}",
         f"READY=1 after {number(startup['process_start_to_ready_seconds'], ' s', digits=2)} "
         f"from process start, {number(startup['daemon_to_ready_seconds'], ' s', digits=2)} "
         "from building the Daemon",

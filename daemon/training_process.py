@@ -1,0 +1,412 @@
+"""The head's training epochs, in a process of their own: the sensor thread never waits for
+the trainer's interpreter lock.
+
+In one process, the trainer's Python between TFLite calls holds the GIL for much of a training
+run. The sensor thread needs the GIL for every read, and when the thread that holds it is kept
+off a CPU by another process, the read waits as long: beside an arm64 build the sensor thread
+once waited 12 ms for ``odar-trainer`` and the FIFO overflowed (docs/sensor-figures.md,
+session 11). Here the epochs run in a child (``python -m odar.training_process``) with its own
+interpreter; the trainer thread only waits on a socket, which holds no lock.
+
+The trainer thread sends a run's features and one-hot labels once, then one epoch at a time
+(its order, the parameters and the optimizer state); the child answers with the epoch's mean
+loss and the new parameters and state, or that it stopped when asked. While it steps it sends
+progress at least every :data:`PROGRESS_SECONDS`; the trainer thread beats its heartbeat on
+what the child sends, so a child stuck in a step stops the beats and the watchdog restarts the
+service. A child that dies (the OOM killer, a crash in the runtime) or fails ends the epoch with
+:class:`~odar.errors.TrainingProcessError`, which stops the daemon loudly.
+
+The child ignores SIGINT, SIGTERM and SIGHUP: systemd signals the whole cgroup on stop and a
+terminal's Ctrl-C reaches the whole process group, and the last whole epoch must reach the
+parent, which saves it. The child ends when the parent closes the socket (or dies).
+
+A sketch of one run, as the trainer thread does it::
+
+    process = TrainingProcess(manifest.path, sha256, num_threads=1, runtime="ai-edge-litert")
+    process.load(features, onehot)
+    loss, params, optimizer = process.epoch(order, params, optimizer)
+    process.close()
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pickle
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from odar.errors import OdarError, TrainingProcessError
+
+Arrays = dict[str, np.ndarray]
+EpochResult = tuple[float, Arrays, Arrays]
+
+#: Real seconds the child may take from its start to having loaded the artifacts: a Pi Zero 2
+#: imports numpy and a runtime and loads three models in seconds; qemu takes far longer.
+START_TIMEOUT_SECONDS = 300.0
+#: Real seconds between the child's progress messages while it steps (the trainer's heartbeat).
+PROGRESS_SECONDS = 0.2
+#: Real seconds between the trainer thread's looks at whether the run is still wanted.
+POLL_SECONDS = 0.05
+#: Real seconds close() waits for the child to end by itself before it kills it.
+CLOSE_TIMEOUT_SECONDS = 10.0
+
+_HEADER = struct.Struct("!Q")
+
+
+def _send(channel: socket.socket, message: tuple[Any, ...]) -> None:
+    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    channel.sendall(_HEADER.pack(len(payload)) + payload)
+
+
+def _read_exactly(channel: socket.socket, size: int) -> bytes:
+    data = bytearray()
+    while len(data) < size:
+        chunk = channel.recv(min(size - len(data), 1 << 20))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return bytes(data)
+
+
+def _receive(channel: socket.socket) -> tuple[Any, ...]:
+    """The next message; EOFError once the other end has closed (or died)."""
+    (size,) = _HEADER.unpack(_read_exactly(channel, _HEADER.size))
+    message = pickle.loads(_read_exactly(channel, size))
+    if not isinstance(message, tuple) or not message:
+        raise TrainingProcessError(f"not a message: {message!r:.80}")
+    return message
+
+
+def _readable(channel: socket.socket, timeout: float) -> bool:
+    ready, _, _ = select.select([channel], [], [], timeout)
+    return bool(ready)
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a process ended, as a person says it: "killed by SIGKILL", "exit status 1"."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"
+
+
+class TrainingProcess:
+    """The child that runs epochs; started by the first :meth:`load`, ended by :meth:`close`.
+
+    Used by one thread (the trainer's). *manifest_sha256* is the manifest the parent loaded:
+    a child that finds another on disk refuses, rather than train a head for other artifacts.
+    """
+
+    def __init__(
+        self,
+        manifest_path: str | Path,
+        manifest_sha256: str,
+        *,
+        num_threads: int,
+        runtime: str,
+        start_timeout: float = START_TIMEOUT_SECONDS,
+        python: str = sys.executable,
+    ) -> None:
+        self.manifest_path = Path(manifest_path)
+        self.manifest_sha256 = manifest_sha256
+        self.num_threads = int(num_threads)
+        self.runtime = runtime
+        self.start_timeout = start_timeout
+        self._python = python
+        self._process: subprocess.Popen[bytes] | None = None
+        self._channel: socket.socket | None = None
+        self._sequence = 0
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (None before the first run and after close)."""
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self, beat: Callable[[], None] = lambda: None) -> None:
+        """Start the child unless it runs, and wait until it has loaded the artifacts."""
+        if self._channel is not None:
+            return
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        command = [
+            self._python,
+            "-m",
+            "odar.training_process",
+            "--channel-fd",
+            str(theirs.fileno()),
+            "--manifest",
+            str(self.manifest_path),
+            "--manifest-sha256",
+            self.manifest_sha256,
+            "--num-threads",
+            str(self.num_threads),
+            "--runtime",
+            self.runtime,
+        ]
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),)
+            )
+        except OSError as error:
+            ours.close()
+            raise TrainingProcessError(
+                f"cannot start the training process ({self._python}): {error}"
+            ) from error
+        finally:
+            theirs.close()
+        self._channel = ours
+        deadline = time.monotonic() + self.start_timeout
+        while not _readable(ours, min(POLL_SECONDS * 10, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                self.close(timeout=0.0)
+                raise TrainingProcessError(
+                    f"the training process did not load the artifacts within "
+                    f"{self.start_timeout:g} s"
+                )
+        ready = self._next()
+        if ready[0] != "ready":
+            self.close(timeout=0.0)
+            raise TrainingProcessError(f"the training process began with {ready[0]!r}")
+        beat()
+
+    def load(
+        self, features: np.ndarray, onehot: np.ndarray, beat: Callable[[], None] = lambda: None
+    ) -> None:
+        """A run's data: feature rows and their one-hot labels (the child keeps them)."""
+        self.start(beat)
+        self._write(("data", np.asarray(features, np.float32), np.asarray(onehot, np.float32)))
+
+    def epoch(
+        self,
+        order: np.ndarray,
+        params: Arrays,
+        optimizer: Arrays,
+        *,
+        keep_going: Callable[[], bool] = lambda: True,
+        beat: Callable[[], None] = lambda: None,
+    ) -> EpochResult | None:
+        """One epoch over the loaded rows in *order*, batches of the head's train batch size:
+        (mean loss, parameters, optimizer state), or None once *keep_going* turned False and
+        the child stopped before the epoch's end. *beat* is called on each sign of progress."""
+        if self._channel is None:
+            raise TrainingProcessError("no run loaded: call load() before epoch()")
+        self._sequence += 1
+        sequence = self._sequence
+        self._write(("epoch", sequence, np.asarray(order, np.int64), params, optimizer))
+        stop_sent = False
+        while True:
+            if not stop_sent and not keep_going():
+                self._write(("stop", sequence))
+                stop_sent = True
+            message = self._next_within(POLL_SECONDS if not stop_sent else 1.0)
+            if message is None:
+                continue
+            kind = message[0]
+            if kind == "epoch" and message[1] == sequence:
+                beat()
+                return float(message[2]), message[3], message[4]
+            if kind == "stopped" and message[1] == sequence:
+                beat()
+                return None
+            if kind != "progress":
+                raise TrainingProcessError(f"the training process sent {kind!r} mid-epoch")
+            beat()
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
+        """End the child: the socket closed, it exits; killed if it has not within *timeout*."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        process, self._process = self._process, None
+        if process is None:
+            return
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    # -- the parent's side of the socket ------------------------------------------------------
+
+    def _write(self, message: tuple[Any, ...]) -> None:
+        assert self._channel is not None
+        try:
+            _send(self._channel, message)
+        except OSError as error:  # BrokenPipeError, ConnectionResetError: the child is gone
+            raise self._ended(f"could not be written to ({error.strerror})") from error
+
+    def _next_within(self, timeout: float) -> tuple[Any, ...] | None:
+        """The child's next message, or None when none came within *timeout* seconds."""
+        assert self._channel is not None
+        return self._next() if _readable(self._channel, timeout) else None
+
+    def _next(self) -> tuple[Any, ...]:
+        """The child's next message (blocks)."""
+        assert self._channel is not None
+        try:
+            message = _receive(self._channel)
+        except (EOFError, OSError) as error:
+            raise self._ended("ended") from error
+        if message[0] == "failed":
+            self.close(timeout=CLOSE_TIMEOUT_SECONDS)
+            raise TrainingProcessError(f"the training process failed: {message[1]}")
+        return message
+
+    def _ended(self, what: str) -> TrainingProcessError:
+        process = self._process
+        returncode = None
+        if process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                returncode = process.wait(CLOSE_TIMEOUT_SECONDS)
+        self.close(timeout=0.0)
+        return TrainingProcessError(f"the training process {what} ({describe_exit(returncode)})")
+
+
+# -- the child ------------------------------------------------------------------------------
+
+
+def run_epoch(
+    step: Callable[[Arrays, Arrays, np.ndarray, np.ndarray], EpochResult],
+    batch_size: int,
+    features: np.ndarray,
+    onehot: np.ndarray,
+    order: np.ndarray,
+    params: Arrays,
+    optimizer: Arrays,
+    keep_going: Callable[[], bool] = lambda: True,
+) -> EpochResult | None:
+    """Steps over *order* in batches of *batch_size* with *step* (:meth:`Head.train_step`): the
+    mean loss over the rows and the last parameters; None if *keep_going* turned False first."""
+    total = 0.0
+    for begin in range(0, len(order), batch_size):
+        if not keep_going():
+            return None
+        rows = order[begin : begin + batch_size]
+        loss, params, optimizer = step(params, optimizer, features[rows], onehot[rows])
+        total += loss * len(rows)
+    return total / len(order), params, optimizer
+
+
+class _Child:
+    """The child's side: a head, the run's data, and the socket to the parent."""
+
+    def __init__(self, channel: socket.socket, head: Any) -> None:
+        self._channel = channel
+        self._head = head
+        self._features: np.ndarray | None = None
+        self._onehot: np.ndarray | None = None
+        self._last_progress = time.monotonic()
+
+    def serve(self) -> int:
+        _send(self._channel, ("ready", os.getpid()))
+        while True:
+            try:
+                message = _receive(self._channel)
+            except EOFError:
+                return 0
+            kind = message[0]
+            if kind == "data":
+                self._features, self._onehot = message[1], message[2]
+            elif kind == "epoch":
+                self._epoch(*message[1:])
+            elif kind != "stop":  # a stop that came after its epoch ended: nothing to stop
+                raise TrainingProcessError(f"unknown message {kind!r} from the trainer")
+
+    def _epoch(self, sequence: int, order: np.ndarray, params: Arrays, optimizer: Arrays) -> None:
+        if self._features is None or self._onehot is None:
+            raise TrainingProcessError("an epoch was asked for before the run's data")
+        result = run_epoch(
+            self._head.train_step,
+            self._head.batch_size,
+            self._features,
+            self._onehot,
+            order,
+            params,
+            optimizer,
+            keep_going=lambda: self._keep_going(sequence),
+        )
+        if result is None:
+            _send(self._channel, ("stopped", sequence))
+        else:
+            _send(self._channel, ("epoch", sequence, *result))
+
+    def _keep_going(self, sequence: int) -> bool:
+        """Between steps: False once the parent asked this epoch to stop; sends progress."""
+        now = time.monotonic()
+        if now - self._last_progress >= PROGRESS_SECONDS:
+            _send(self._channel, ("progress", sequence))
+            self._last_progress = now
+        while _readable(self._channel, 0.0):
+            message = _receive(self._channel)
+            if message[0] == "stop" and message[1] == sequence:
+                return False
+            if message[0] != "stop":
+                raise TrainingProcessError(f"{message[0]!r} arrived mid-epoch")
+        return True
+
+
+def _load_head(manifest: Path, manifest_sha256: str, num_threads: int, runtime: str) -> Any:
+    # Imported here: the parent imports this module for the class above without loading models.
+    from odar.head import Head
+    from odar.manifest import load_manifest, sha256_of
+    from odar.runtime import load_runtime
+
+    found = sha256_of(manifest)
+    if found != manifest_sha256:
+        raise TrainingProcessError(
+            f"{manifest} changed since odar started (SHA-256 {found[:12]}..., odar loaded "
+            f"{manifest_sha256[:12]}...): restart odar to train with the new artifacts"
+        )
+    return Head(load_manifest(manifest), num_threads, load_runtime(runtime))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m odar.training_process",
+        description="odar's training epochs; started by the trainer thread, not by hand.",
+    )
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--manifest", type=Path, required=True)
+    parser.add_argument("--manifest-sha256", required=True)
+    parser.add_argument("--num-threads", type=int, required=True)
+    parser.add_argument("--runtime", required=True)
+    args = parser.parse_args(argv)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    from odar import heap
+
+    heap.tune_malloc()
+    channel = socket.socket(fileno=args.channel_fd)
+    try:
+        head = _load_head(args.manifest, args.manifest_sha256, args.num_threads, args.runtime)
+        return _Child(channel, head).serve()
+    except EOFError:
+        return 0  # the parent closed the socket mid-epoch: it has gone, or stopped waiting
+    except (OdarError, OSError, RuntimeError, ValueError) as error:
+        # The parent raises this as TrainingProcessError; a dead parent hears nothing.
+        with contextlib.suppress(OSError):
+            _send(channel, ("failed", f"{type(error).__name__}: {error}"))
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
