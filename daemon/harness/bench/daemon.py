@@ -184,6 +184,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--idle-seconds", type=float, default=30.0, help="virtual seconds of the idle baseline"
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the emulated wearer")
+    parser.add_argument(
+        "--train-epochs",
+        type=int,
+        default=TRAIN_EPOCHS,
+        help=f"epochs trained before inferring (default {TRAIN_EPOCHS}); more keep the trainer "
+        "busy beside the sensor for longer",
+    )
     parser.add_argument("--verbose", action="store_true", help="the daemon's info lines on stderr")
     parser.add_argument(
         "--rate", type=float, default=None, help="sensor rate, Hz (default: config)"
@@ -390,7 +397,9 @@ def process_age_seconds() -> float | None:
     return since_boot - started
 
 
-def bench_scenario(idle_seconds: float, infer_seconds: float, seed: int) -> dict[str, Any]:
+def bench_scenario(
+    idle_seconds: float, infer_seconds: float, seed: int, train_epochs: int = TRAIN_EPOCHS
+) -> dict[str, Any]:
     segments = max(1, round(infer_seconds / INFER_SEGMENT))
     infer_steps: list[dict[str, Any]] = []
     for index in range(segments):
@@ -415,7 +424,7 @@ def bench_scenario(idle_seconds: float, infer_seconds: float, seed: int) -> dict
             {"press": "start"},
             {"press": "mode"},
             {"press": "start"},
-            {"until": {"epochs": TRAIN_EPOCHS, "timeout": 600}},
+            {"until": {"epochs": train_epochs, "timeout": max(600, train_epochs)}},
             {"press": "start"},
             {"press": "mode"},
             {"activity": "sitting"},
@@ -457,9 +466,14 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("info" if args.verbose else "warning")
-    if not args.speed > 0 or args.infer_seconds <= 0 or args.idle_seconds <= 3 * BASELINE_MARGIN:
+    if (
+        not args.speed > 0
+        or args.infer_seconds <= 0
+        or args.idle_seconds <= 3 * BASELINE_MARGIN
+        or args.train_epochs < 1
+    ):
         raise SystemExit(
-            "odar bench daemon: --speed and --infer-seconds must be > 0, "
+            "odar bench daemon: --speed and --infer-seconds must be > 0, --train-epochs >= 1, "
             f"--idle-seconds > {3 * BASELINE_MARGIN:g}"
         )
     if args.sched_trace:
@@ -496,7 +510,9 @@ def run_once(
     with tempfile.TemporaryDirectory(prefix="odar-bench-") as scratch:
         scenario = Path(scratch) / "bench.yaml"
         scenario.write_text(
-            yaml.safe_dump(bench_scenario(args.idle_seconds, args.infer_seconds, args.seed)),
+            yaml.safe_dump(
+                bench_scenario(args.idle_seconds, args.infer_seconds, args.seed, args.train_epochs)
+            ),
             encoding="utf-8",
         )
         config = bench_config(
