@@ -337,9 +337,8 @@ class Trainer:
         onehot = np.eye(self._head.num_classes, dtype=np.float32)[np.asarray(data.labels)]
         del data
         with self._pulse.waiting():  # the child's start is bounded by its own time limit
-            self.process.load(features, onehot)
+            self.process.start()
         rows = len(features)
-        del features, onehot  # the child has its copy
         state = self._latest.get()
         params, optimizer, epoch = dict(state.params), dict(state.optimizer), state.epoch
         if not optimizer:
@@ -360,12 +359,19 @@ class Trainer:
             self.runs += 1
             self._run_first_epoch = epoch + 1
             self._run_losses = []
+        epochs = self.process.train(
+            features,
+            onehot,
+            params,
+            optimizer,
+            seed=int(self._rng.integers(2**63)),
+            keep_going=lambda: self._wanted(run_id),
+            beat=self._pulse.beat,
+        )
+        del features, onehot  # the child has its copy
         try:
-            while self._wanted(run_id):
-                stepped = self._epoch(rows, params, optimizer, run_id)
-                if stepped is None:
-                    break  # stopped mid-epoch: the last whole epoch stays published
-                loss, params, optimizer = stepped
+            # Stopped mid-epoch, the loop ends: the last whole epoch stays published.
+            for loss, params, optimizer in epochs:
                 epoch += 1
                 self._latest.set(HeadState(params, optimizer, epoch))
                 with self._losses_lock:
@@ -394,26 +400,14 @@ class Trainer:
                     finished = True
                     break
         finally:
-            self.save()
-            log_event(self._log, f"training stopped at epoch {epoch}", mode="train", epoch=epoch)
+            try:
+                epochs.close()  # the child's run stopped; its later epochs dropped
+            finally:
+                self.save()
+                log_event(
+                    self._log, f"training stopped at epoch {epoch}", mode="train", epoch=epoch
+                )
         return finished
-
-    def _epoch(
-        self,
-        rows: int,
-        params: dict[str, np.ndarray],
-        optimizer: dict[str, np.ndarray],
-        run_id: int,
-    ) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]] | None:
-        """One epoch, or None if the run was stopped before its end."""
-        order = self._rng.permutation(rows)
-        return self.process.epoch(
-            order,
-            params,
-            optimizer,
-            keep_going=lambda: self._wanted(run_id),
-            beat=self._pulse.beat,
-        )
 
     def _report(self, epoch: int, loss: float, samples: int) -> None:
         if not self._limiter.allow():

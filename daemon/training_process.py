@@ -8,23 +8,27 @@ once waited 12 ms for ``odar-trainer`` and the FIFO overflowed (docs/sensor-figu
 session 11). Here the epochs run in a child (``python -m odar.training_process``) with its own
 interpreter; the trainer thread only waits on a socket, which holds no lock.
 
-The trainer thread sends a run's features and one-hot labels once, then one epoch at a time
-(its order, the parameters and the optimizer state); the child answers with the epoch's mean
-loss and the new parameters and state, or that it stopped when asked. While it steps it sends
-progress at least every :data:`PROGRESS_SECONDS`; the trainer thread beats its heartbeat on
-what the child sends, so a child stuck in a step stops the beats and the watchdog restarts the
-service. A child that dies (the OOM killer, a crash in the runtime) or fails ends the epoch with
+The trainer thread sends a run's features, one-hot labels, parameters, optimizer state and a
+seed once; the child then runs epoch after epoch on its own (each in an order drawn from the
+seed) and sends each epoch's mean loss, parameters and state, until the trainer thread asks it
+to stop, which it does between two steps. No epoch waits for the parent: the child runs ahead,
+and the epochs it finished after the stop are dropped. While it steps it sends progress at
+least every :data:`PROGRESS_SECONDS`; the trainer thread beats its heartbeat on what the child
+sends, so a child stuck in a step stops the beats and the watchdog restarts the service. A child
+that dies (the OOM killer, a crash in the runtime) or fails ends the run with
 :class:`~odar.errors.TrainingProcessError`, which stops the daemon loudly.
 
 The child ignores SIGINT, SIGTERM and SIGHUP: systemd signals the whole cgroup on stop and a
 terminal's Ctrl-C reaches the whole process group, and the last whole epoch must reach the
 parent, which saves it. The child ends when the parent closes the socket (or dies).
 
-A sketch of one run, as the trainer thread does it::
+One run, as the trainer thread does it::
 
     process = TrainingProcess(manifest.path, sha256, num_threads=1, runtime="ai-edge-litert")
-    process.load(features, onehot)
-    loss, params, optimizer = process.epoch(order, params, optimizer)
+    process.start()
+    for loss, params, optimizer in process.train(features, onehot, params, optimizer, seed=3):
+        if loss < 0.05:
+            break  # the child is told to stop; what it sends meanwhile is dropped
     process.close()
 """
 
@@ -41,7 +45,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +111,7 @@ def describe_exit(returncode: int | None) -> str:
 
 
 class TrainingProcess:
-    """The child that runs epochs; started by the first :meth:`load`, ended by :meth:`close`.
+    """The child that runs a run's epochs; started by :meth:`start`, ended by :meth:`close`.
 
     Used by one thread (the trainer's). *manifest_sha256* is the manifest the parent loaded:
     a child that finds another on disk refuses, rather than train a head for other artifacts.
@@ -131,18 +135,20 @@ class TrainingProcess:
         self._python = python
         self._process: subprocess.Popen[bytes] | None = None
         self._channel: socket.socket | None = None
-        self._sequence = 0
+        self._runs = 0
+        #: Training steps the child took in the last run that ended (those dropped included).
+        self.last_run_steps: int | None = None
 
     @property
     def pid(self) -> int | None:
-        """The child's process id while it runs (None before the first run and after close)."""
+        """The child's process id while it runs (None before :meth:`start` and after close)."""
         return self._process.pid if self._process is not None else None
 
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, beat: Callable[[], None] = lambda: None) -> None:
+    def start(self) -> None:
         """Start the child unless it runs, and wait until it has loaded the artifacts."""
         if self._channel is not None:
             return
@@ -174,62 +180,67 @@ class TrainingProcess:
         finally:
             theirs.close()
         self._channel = ours
-        deadline = time.monotonic() + self.start_timeout
-        while not _readable(ours, min(POLL_SECONDS * 10, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                self.close(timeout=0.0)
-                raise TrainingProcessError(
-                    f"the training process did not load the artifacts within "
-                    f"{self.start_timeout:g} s"
-                )
+        if not _readable(ours, self.start_timeout):
+            self.close(timeout=0.0)
+            raise TrainingProcessError(
+                f"the training process did not load the artifacts within {self.start_timeout:g} s"
+            )
         ready = self._next()
         if ready[0] != "ready":
             self.close(timeout=0.0)
             raise TrainingProcessError(f"the training process began with {ready[0]!r}")
-        beat()
 
-    def load(
-        self, features: np.ndarray, onehot: np.ndarray, beat: Callable[[], None] = lambda: None
-    ) -> None:
-        """A run's data: feature rows and their one-hot labels (the child keeps them)."""
-        self.start(beat)
-        self._write(("data", np.asarray(features, np.float32), np.asarray(onehot, np.float32)))
-
-    def epoch(
+    def train(
         self,
-        order: np.ndarray,
+        features: np.ndarray,
+        onehot: np.ndarray,
         params: Arrays,
         optimizer: Arrays,
         *,
+        seed: int,
         keep_going: Callable[[], bool] = lambda: True,
         beat: Callable[[], None] = lambda: None,
-    ) -> EpochResult | None:
-        """One epoch over the loaded rows in *order*, batches of the head's train batch size:
-        (mean loss, parameters, optimizer state), or None once *keep_going* turned False and
-        the child stopped before the epoch's end. *beat* is called on each sign of progress."""
-        if self._channel is None:
-            raise TrainingProcessError("no run loaded: call load() before epoch()")
-        self._sequence += 1
-        sequence = self._sequence
-        self._write(("epoch", sequence, np.asarray(order, np.int64), params, optimizer))
-        stop_sent = False
-        while True:
-            if not stop_sent and not keep_going():
-                self._write(("stop", sequence))
-                stop_sent = True
-            message = self._next_within(POLL_SECONDS if not stop_sent else 1.0)
-            if message is None:
-                continue
-            kind = message[0]
-            if kind == "epoch" and message[1] == sequence:
+    ) -> Generator[EpochResult, None, None]:
+        """A run: (mean loss, parameters, optimizer state) after each epoch, until *keep_going*
+        turns False or the caller stops iterating. Each epoch steps through the rows in an
+        order drawn from ``numpy.random.default_rng(seed)``, in batches of the head's train
+        batch size. The child runs ahead of the caller; epochs it finished after the run was
+        to stop are not yielded. *beat* is called on each sign of the child's progress."""
+        self.start()
+        self._runs += 1
+        run = self._runs
+        self._write(
+            (
+                "run",
+                run,
+                np.asarray(features, np.float32),
+                np.asarray(onehot, np.float32),
+                params,
+                optimizer,
+                int(seed),
+            )
+        )
+        del features, onehot  # the child has its copy
+        ended = stopping = False
+        try:
+            while True:
+                if not stopping and not keep_going():
+                    self._write(("stop", run))
+                    stopping = True
+                message = self._next_within(POLL_SECONDS)
+                if message is None:
+                    continue
+                kind = self._expect(message, run, ("progress", "epoch", "ended"))
                 beat()
-                return float(message[2]), message[3], message[4]
-            if kind == "stopped" and message[1] == sequence:
-                beat()
-                return None
-            if kind != "progress":
-                raise TrainingProcessError(f"the training process sent {kind!r} mid-epoch")
-            beat()
+                if kind == "ended":
+                    ended = True
+                    self.last_run_steps = int(message[2])
+                    return
+                if kind == "epoch" and not stopping:
+                    yield float(message[2]), message[3], message[4]
+        finally:
+            if not ended and self._channel is not None:
+                self._finish_run(run, stopping, beat)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """End the child: the socket closed, it exits; killed if it has not within *timeout*."""
@@ -246,6 +257,33 @@ class TrainingProcess:
             process.wait()
 
     # -- the parent's side of the socket ------------------------------------------------------
+
+    def _finish_run(self, run: int, stopping: bool, beat: Callable[[], None]) -> None:
+        """The caller stopped iterating: stop the child's run and read what it still sends,
+        up to its end; a child that does not stop within CLOSE_TIMEOUT_SECONDS is killed."""
+        if not stopping:
+            self._write(("stop", run))
+        deadline = time.monotonic() + CLOSE_TIMEOUT_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            message = self._next_within(min(left, POLL_SECONDS))
+            if message is not None:
+                beat()
+                if self._expect(message, run, ("progress", "epoch", "ended")) == "ended":
+                    self.last_run_steps = int(message[2])
+                    return
+        self.close(timeout=0.0)
+        raise TrainingProcessError(
+            f"the training process did not stop within {CLOSE_TIMEOUT_SECONDS:g} s; killed"
+        )
+
+    def _expect(self, message: tuple[Any, ...], run: int, kinds: Sequence[str]) -> str:
+        kind = message[0]
+        if kind not in kinds or message[1] != run:
+            self.close(timeout=0.0)
+            raise TrainingProcessError(
+                f"the training process sent {kind!r} for run {message[1]!r} during run {run}"
+            )
+        return str(kind)
 
     def _write(self, message: tuple[Any, ...]) -> None:
         assert self._channel is not None
@@ -307,13 +345,12 @@ def run_epoch(
 
 
 class _Child:
-    """The child's side: a head, the run's data, and the socket to the parent."""
+    """The child's side: a head, and the socket to the parent."""
 
     def __init__(self, channel: socket.socket, head: Any) -> None:
         self._channel = channel
         self._head = head
-        self._features: np.ndarray | None = None
-        self._onehot: np.ndarray | None = None
+        self._stop_run: int | None = None
         self._last_progress = time.monotonic()
 
     def serve(self) -> int:
@@ -323,45 +360,57 @@ class _Child:
                 message = _receive(self._channel)
             except EOFError:
                 return 0
-            kind = message[0]
-            if kind == "data":
-                self._features, self._onehot = message[1], message[2]
-            elif kind == "epoch":
-                self._epoch(*message[1:])
-            elif kind != "stop":  # a stop that came after its epoch ended: nothing to stop
-                raise TrainingProcessError(f"unknown message {kind!r} from the trainer")
+            if message[0] == "run":
+                self._run(*message[1:])
+            elif message[0] != "stop":  # a stop that came after its run ended: nothing to stop
+                raise TrainingProcessError(f"unknown message {message[0]!r} from the trainer")
 
-    def _epoch(self, sequence: int, order: np.ndarray, params: Arrays, optimizer: Arrays) -> None:
-        if self._features is None or self._onehot is None:
-            raise TrainingProcessError("an epoch was asked for before the run's data")
-        result = run_epoch(
-            self._head.train_step,
-            self._head.batch_size,
-            self._features,
-            self._onehot,
-            order,
-            params,
-            optimizer,
-            keep_going=lambda: self._keep_going(sequence),
-        )
-        if result is None:
-            _send(self._channel, ("stopped", sequence))
-        else:
-            _send(self._channel, ("epoch", sequence, *result))
+    def _run(
+        self,
+        run: int,
+        features: np.ndarray,
+        onehot: np.ndarray,
+        params: Arrays,
+        optimizer: Arrays,
+        seed: int,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        steps = 0
 
-    def _keep_going(self, sequence: int) -> bool:
-        """Between steps: False once the parent asked this epoch to stop; sends progress."""
+        def step(params: Arrays, optimizer: Arrays, x: np.ndarray, y: np.ndarray) -> EpochResult:
+            nonlocal steps
+            steps += 1
+            return self._head.train_step(params, optimizer, x, y)
+
+        while self._keep_going(run):
+            result = run_epoch(
+                step,
+                self._head.batch_size,
+                features,
+                onehot,
+                rng.permutation(len(features)),
+                params,
+                optimizer,
+                keep_going=lambda: self._keep_going(run),
+            )
+            if result is None:
+                break
+            loss, params, optimizer = result
+            _send(self._channel, ("epoch", run, loss, params, optimizer))
+        _send(self._channel, ("ended", run, steps))
+
+    def _keep_going(self, run: int) -> bool:
+        """Between steps: False once the parent asked this run to stop; sends progress."""
         now = time.monotonic()
         if now - self._last_progress >= PROGRESS_SECONDS:
-            _send(self._channel, ("progress", sequence))
+            _send(self._channel, ("progress", run))
             self._last_progress = now
-        while _readable(self._channel, 0.0):
+        while self._stop_run != run and _readable(self._channel, 0.0):
             message = _receive(self._channel)
-            if message[0] == "stop" and message[1] == sequence:
-                return False
             if message[0] != "stop":
-                raise TrainingProcessError(f"{message[0]!r} arrived mid-epoch")
-        return True
+                raise TrainingProcessError(f"{message[0]!r} arrived during a run")
+            self._stop_run = message[1]
+        return self._stop_run != run
 
 
 def _load_head(manifest: Path, manifest_sha256: str, num_threads: int, runtime: str) -> Any:
