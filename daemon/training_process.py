@@ -221,12 +221,9 @@ class TrainingProcess:
             )
         )
         del features, onehot  # the child has its copy
-        ended = stopping = False
+        ended = False
         try:
-            while True:
-                if not stopping and not keep_going():
-                    self._write(("stop", run))
-                    stopping = True
+            while keep_going():
                 message = self._next_within(POLL_SECONDS)
                 if message is None:
                     continue
@@ -236,11 +233,11 @@ class TrainingProcess:
                     ended = True
                     self.last_run_steps = int(message[2])
                     return
-                if kind == "epoch" and not stopping:
+                if kind == "epoch":
                     yield float(message[2]), message[3], message[4]
         finally:
             if not ended and self._channel is not None:
-                self._finish_run(run, stopping, beat)
+                self._finish_run(run, beat)
 
     def close(self, timeout: float = CLOSE_TIMEOUT_SECONDS) -> None:
         """End the child: the socket closed, it exits; killed if it has not within *timeout*."""
@@ -258,11 +255,11 @@ class TrainingProcess:
 
     # -- the parent's side of the socket ------------------------------------------------------
 
-    def _finish_run(self, run: int, stopping: bool, beat: Callable[[], None]) -> None:
-        """The caller stopped iterating: stop the child's run and read what it still sends,
-        up to its end; a child that does not stop within CLOSE_TIMEOUT_SECONDS is killed."""
-        if not stopping:
-            self._write(("stop", run))
+    def _finish_run(self, run: int, beat: Callable[[], None]) -> None:
+        """The run is to stop (*keep_going* turned False, or the caller stopped iterating):
+        tell the child and drop what it still sends, up to the run's end; a child that does not
+        stop within CLOSE_TIMEOUT_SECONDS is killed."""
+        self._write(("stop", run))
         deadline = time.monotonic() + CLOSE_TIMEOUT_SECONDS
         while (left := deadline - time.monotonic()) > 0:
             message = self._next_within(min(left, POLL_SECONDS))
@@ -277,11 +274,11 @@ class TrainingProcess:
         )
 
     def _expect(self, message: tuple[Any, ...], run: int, kinds: Sequence[str]) -> str:
-        kind = message[0]
-        if kind not in kinds or message[1] != run:
+        kind, tag = message[0], message[1] if len(message) > 1 else None
+        if kind not in kinds or tag != run:
             self.close(timeout=0.0)
             raise TrainingProcessError(
-                f"the training process sent {kind!r} for run {message[1]!r} during run {run}"
+                f"the training process sent {kind!r} for run {tag!r} during run {run}"
             )
         return str(kind)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 import numpy as np
@@ -307,3 +308,21 @@ def test_the_loss_history_is_bounded(engine, samples, param_store):
     trainer.losses.extend(float(n) for n in range(10 * LOSS_HISTORY))
     assert len(trainer.losses) == LOSS_HISTORY
     assert trainer.last_loss == 10 * LOSS_HISTORY - 1
+
+
+def test_each_run_trains_in_a_process_of_its_own_that_ends_with_it(engine, samples, param_store):
+    latest = fresh_head(engine)
+    trainer = make_trainer(engine, samples, latest, param_store)
+    pids = []
+    for run in range(2):
+        trainer.start()
+        wait_until(lambda: trainer.process.pid is not None, f"run {run}'s training process")
+        pids.append(trainer.process.pid)
+        target = 3 * (run + 1)
+        wait_until(lambda target=target: latest.get().epoch >= target, "3 more epochs")
+        child = trainer.process._process
+        trainer.stop()
+        assert trainer.wait_idle(30.0)
+        assert trainer.process.pid is None and child.returncode == 0
+    assert os.getpid() not in pids and pids[0] != pids[1]
+    assert param_store.load().epoch == latest.get().epoch >= 6
