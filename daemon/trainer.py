@@ -41,6 +41,10 @@ RUN_HISTORY = 20_000
 SETTLED_SPAN = 20
 #: Real seconds the idle trainer thread waits for a request before it beats its heartbeat.
 IDLE_BEAT_SECONDS = 0.5
+#: Clock seconds the training process stays after a run, for the next to start at once (it
+#: takes a fraction of a second to start here, more on a Pi). Then its memory (22 MiB of its
+#: own in odar bench daemon) is given back for the hours of inference.
+PROCESS_IDLE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,9 @@ class Trainer:
         logger: logging.Logger = _log,
     ) -> None:
         self._head = head
-        #: Where the epochs run: started at the start of each run, ended at its end.
+        #: Where the epochs run: started by a run, ended PROCESS_IDLE_SECONDS after the last.
         self.process = process
+        self._process_idle_since: float | None = None
         self._samples = samples
         self._latest = latest
         self._param_store = param_store
@@ -312,6 +317,7 @@ class Trainer:
                 if self._halted:
                     return
                 if not self._requested:
+                    self._end_idle_process()
                     continue
                 run_id = self._run_id
                 self._busy = True
@@ -323,6 +329,14 @@ class Trainer:
                     self._requests.notify_all()
             if finished:
                 self._on_finished()
+
+    def _end_idle_process(self) -> None:
+        """End the training process once no run has needed it for PROCESS_IDLE_SECONDS."""
+        if self._process_idle_since is None:
+            return
+        if self._clock.monotonic() - self._process_idle_since >= PROCESS_IDLE_SECONDS:
+            self.process.close()
+            self._process_idle_since = None
 
     def _wanted(self, run_id: int) -> bool:
         with self._requests:
@@ -407,9 +421,7 @@ class Trainer:
                 log_event(
                     self._log, f"training stopped at epoch {epoch}", mode="train", epoch=epoch
                 )
-                # Its memory (22 MiB of its own in odar bench daemon) back for the hours of
-                # inference; the next run starts another.
-                self.process.close()
+                self._process_idle_since = self._clock.monotonic()
         return finished
 
     def _report(self, epoch: int, loss: float, samples: int) -> None:

@@ -244,7 +244,7 @@ class TrainingProcess:
         if self._channel is not None:
             self._channel.close()
             self._channel = None
-        process, self._process = self._process, None
+        process = self._process
         if process is None:
             return
         try:
@@ -252,6 +252,8 @@ class TrainingProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        finally:
+            self._process = None  # after the wait: running until it is gone
 
     # -- the parent's side of the socket ------------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,7 +16,14 @@ from odar.engine import Engine
 from odar.journal import RateLimiter
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore, StoreLayout
-from odar.trainer import LOSS_HISTORY, LatestHead, Trainer, loss_settled
+from odar.trainer import (
+    IDLE_BEAT_SECONDS,
+    LOSS_HISTORY,
+    PROCESS_IDLE_SECONDS,
+    LatestHead,
+    Trainer,
+    loss_settled,
+)
 from odar.training_process import TrainingProcess
 
 PER_CLASS = 12
@@ -310,19 +318,30 @@ def test_the_loss_history_is_bounded(engine, samples, param_store):
     assert trainer.last_loss == 10 * LOSS_HISTORY - 1
 
 
-def test_each_run_trains_in_a_process_of_its_own_that_ends_with_it(engine, samples, param_store):
+def test_runs_share_a_training_process_which_ends_once_idle_for_its_time(
+    engine, samples, param_store
+):
+    clock = VirtualClock()
     latest = fresh_head(engine)
-    trainer = make_trainer(engine, samples, latest, param_store)
+    trainer = make_trainer(engine, samples, latest, param_store, clock)
     pids = []
-    for run in range(2):
+    for run in range(1, 3):
+        target = latest.get().epoch + 3
         trainer.start()
-        wait_until(lambda: trainer.process.pid is not None, f"run {run}'s training process")
-        pids.append(trainer.process.pid)
-        target = 3 * (run + 1)
+        wait_until(lambda run=run: trainer.runs == run, f"run {run}")
         wait_until(lambda target=target: latest.get().epoch >= target, "3 more epochs")
-        child = trainer.process._process
+        pids.append(trainer.process.pid)
         trainer.stop()
         assert trainer.wait_idle(30.0)
-        assert trainer.process.pid is None and child.returncode == 0
-    assert os.getpid() not in pids and pids[0] != pids[1]
+        clock.advance(PROCESS_IDLE_SECONDS / 2)
+    assert pids[0] == pids[1] and pids[0] not in (None, os.getpid())
     assert param_store.load().epoch == latest.get().epoch >= 6
+    child = trainer.process._process
+    time.sleep(3 * IDLE_BEAT_SECONDS)  # the idle trainer thread looked, and kept it
+    assert trainer.process.running
+    clock.advance(PROCESS_IDLE_SECONDS / 2)
+    wait_until(lambda: not trainer.process.running, "the idle training process to end")
+    assert child.returncode == 0
+    trainer.start()  # a new run starts a new one
+    wait_until(lambda: trainer.runs == 3 and trainer.process.pid is not None, "run 3")
+    assert trainer.process.pid not in pids
