@@ -151,7 +151,9 @@ class TrainingProcess:
     def start(self) -> None:
         """Start the child unless it runs, and wait until it has loaded the artifacts."""
         if self._channel is not None:
-            return
+            if self.running:
+                return
+            raise self._ended("ended between runs")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         command = [
             self._python,

@@ -319,8 +319,9 @@ def test_the_loss_history_is_bounded(engine, samples, param_store):
 
 
 def test_runs_share_a_training_process_which_ends_once_idle_for_its_time(
-    engine, samples, param_store
+    engine, samples, param_store, caplog
 ):
+    caplog.set_level(logging.INFO, logger="odar.trainer")
     clock = VirtualClock()
     latest = fresh_head(engine)
     trainer = make_trainer(engine, samples, latest, param_store, clock)
@@ -335,6 +336,8 @@ def test_runs_share_a_training_process_which_ends_once_idle_for_its_time(
         assert trainer.wait_idle(30.0)
         clock.advance(PROCESS_IDLE_SECONDS / 2)
     assert pids[0] == pids[1] and pids[0] not in (None, os.getpid())
+    (started,) = [r.getMessage() for r in caplog.records if "started in" in r.getMessage()]
+    assert started.startswith(f"training process {pids[0]} started in ")
     assert param_store.load().epoch == latest.get().epoch >= 6
     child = trainer.process._process
     time.sleep(3 * IDLE_BEAT_SECONDS)  # the idle trainer thread looked, and kept it

@@ -150,6 +150,16 @@ def test_a_killed_child_is_an_error_that_says_how_it_ended(engine, data, process
     assert not process.running and process.pid is None
 
 
+def test_a_child_that_died_between_runs_is_an_error_at_the_next(engine, data, process):
+    params, optimizer = fresh_state(engine)
+    assert first_epochs(process, data, params, optimizer, 1)
+    os.kill(process.pid, signal.SIGKILL)
+    process._process.wait()
+    with pytest.raises(TrainingProcessError, match=r"ended between runs \(killed by SIGKILL\)"):
+        first_epochs(process, data, params, optimizer, 1)
+    assert not process.running
+
+
 def test_a_failure_in_the_child_is_raised_with_its_message(engine, data, process):
     params, optimizer = fresh_state(engine)
     name = engine.head.parameter_names[0]
