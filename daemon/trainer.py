@@ -8,8 +8,9 @@ interpreter of its own, so that training never holds the GIL the sensor thread n
 trainer thread shuffles, publishes, logs and saves.
 
 :meth:`Trainer.start` and :meth:`Trainer.stop` are requests and return at once (a button's
-callback must never wait for an epoch or a save). The trainer thread checks the request at every
-step; when a run ends it saves, and it is the only thread that saves while it is alive.
+callback must never wait for an epoch or a save). The trainer thread checks the request between
+the training process's messages and the process between two steps; when a run ends the thread
+saves, and it is the only thread that saves while it is alive.
 """
 
 from __future__ import annotations

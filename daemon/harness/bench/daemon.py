@@ -81,8 +81,9 @@ DEFINITIONS = {
         "current_rss_mib: VmRSS from /proc/self/status at the end of the infer phase. "
         "Both include the emulator and this bench (a few MiB). "
         "training_process_peak_rss_mib: RUSAGE_CHILDREN's ru_maxrss after the run, the peak "
-        "resident set of the training process (odar.training_process; the bench starts no "
-        "other child), which the unit's MemoryHigh= and MemoryMax= count with the daemon's"
+        "resident set of the largest child that ended: the training process "
+        "(odar.training_process; the host stall watchers above speed 1 are a quarter of its "
+        "size), which the unit's MemoryHigh= and MemoryMax= count with the daemon's"
     ),
     "sensor": (
         "the driver's counters over the whole run, the faults injected, and, from the idle "
