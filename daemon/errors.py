@@ -66,3 +66,8 @@ class StateDirectoryError(OdarError, ValueError):
 
 class RootRefusedError(OdarError, ValueError):
     """``odar run`` as root without ``--allow-root``."""
+
+
+class TrainingProcessError(OdarError, RuntimeError):
+    """The training process failed, died (the OOM killer, a crash in the runtime) or did not
+    start. Names what it said or how it ended; the trainer thread stops the daemon with it."""

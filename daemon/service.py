@@ -62,6 +62,7 @@ from odar.signals import SignalRequests
 from odar.state_dir import StateDirectory
 from odar.status_report import StatusReport
 from odar.trainer import LatestHead, Schedule, Trainer, loss_settled
+from odar.training_process import TrainingProcess
 from odar.wearable import Wearable, open_real_wearable
 from odar.windows import Window, WindowCutter
 
@@ -307,6 +308,12 @@ class Daemon:
             self.sensor = SensorPresence(wearable.sensor, config.sensor.settings, clock)
             self.trainer = Trainer(
                 head,
+                TrainingProcess(
+                    manifest.path,
+                    self.engine.manifest_hash,
+                    num_threads=config.runtime.num_threads,
+                    runtime=self.engine.runtime.name,
+                ),
                 self.samples,
                 self.latest,
                 self.param_store,

@@ -1,18 +1,23 @@
-"""Train mode: epochs over the sample store on the trainer thread, while asked to.
+"""Train mode: epochs over the sample store, run by the trainer thread while asked to.
 
 Each epoch shuffles the stored samples and steps through them in batches of the artifacts'
 train batch size (as TFLite's personalisation library does); the parameters are published to
-:class:`LatestHead` after every epoch, so inference always sees a whole, consistent set.
+:class:`LatestHead` after every epoch, so inference always sees a whole, consistent set. The
+steps themselves run in :class:`~odar.training_process.TrainingProcess`, a child with an
+interpreter of its own, so that training never holds the GIL the sensor thread needs; the
+trainer thread shuffles, publishes, logs and saves.
 
 :meth:`Trainer.start` and :meth:`Trainer.stop` are requests and return at once (a button's
-callback must never wait for an epoch or a save). The trainer thread checks the request at every
-step; when a run ends it saves, and it is the only thread that saves while it is alive.
+callback must never wait for an epoch or a save). The trainer thread checks the request between
+the training process's messages and the process between two steps; when a run ends the thread
+saves, and it is the only thread that saves while it is alive.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +31,7 @@ from odar.heartbeat import ThreadPulse
 from odar.journal import RateLimiter, log_event
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore
+from odar.training_process import TrainingProcess
 
 _log = logging.getLogger(__name__)
 
@@ -37,6 +43,10 @@ RUN_HISTORY = 20_000
 SETTLED_SPAN = 20
 #: Real seconds the idle trainer thread waits for a request before it beats its heartbeat.
 IDLE_BEAT_SECONDS = 0.5
+#: Clock seconds the training process stays after a run, for the next to start at once (it
+#: takes a fraction of a second to start here, more on a Pi). Then its memory (22 MiB of its
+#: own in odar bench daemon) is given back for the hours of inference.
+PROCESS_IDLE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +108,7 @@ class Trainer:
     def __init__(
         self,
         head: Head,
+        process: TrainingProcess,
         samples: SampleStore,
         latest: LatestHead,
         param_store: ParamStore,
@@ -114,6 +125,9 @@ class Trainer:
         logger: logging.Logger = _log,
     ) -> None:
         self._head = head
+        #: Where the epochs run: started by a run, ended PROCESS_IDLE_SECONDS after the last.
+        self.process = process
+        self._process_idle_since: float | None = None
         self._samples = samples
         self._latest = latest
         self._param_store = param_store
@@ -290,6 +304,12 @@ class Trainer:
 
     def serve(self) -> None:
         """The trainer thread's body: wait for a request, train, save; until halted."""
+        try:
+            self._serve_requests()
+        finally:
+            self.process.close()
+
+    def _serve_requests(self) -> None:
         while True:
             self._pulse.beat()
             with self._requests, self._pulse.waiting():
@@ -299,6 +319,7 @@ class Trainer:
                 if self._halted:
                     return
                 if not self._requested:
+                    self._end_idle_process()
                     continue
                 run_id = self._run_id
                 self._busy = True
@@ -310,6 +331,14 @@ class Trainer:
                     self._requests.notify_all()
             if finished:
                 self._on_finished()
+
+    def _end_idle_process(self) -> None:
+        """End the training process once no run has needed it for PROCESS_IDLE_SECONDS."""
+        if self._process_idle_since is None:
+            return
+        if self._clock.monotonic() - self._process_idle_since >= PROCESS_IDLE_SECONDS:
+            self.process.close()
+            self._process_idle_since = None
 
     def _wanted(self, run_id: int) -> bool:
         with self._requests:
@@ -323,15 +352,26 @@ class Trainer:
         features = np.array(data.features, np.float32)
         onehot = np.eye(self._head.num_classes, dtype=np.float32)[np.asarray(data.labels)]
         del data
+        if not self.process.running:
+            began = time.monotonic()  # real time: what the wearer waits for
+            with self._pulse.waiting():  # the child's start is bounded by its own time limit
+                self.process.start()
+            log_event(
+                self._log,
+                f"training process {self.process.pid} started in "
+                f"{time.monotonic() - began:.2f} s",
+                mode="train",
+            )
+        rows = len(features)
         state = self._latest.get()
         params, optimizer, epoch = dict(state.params), dict(state.optimizer), state.epoch
         if not optimizer:
             optimizer = self._head.initial_optimizer_state()
         log_event(
             self._log,
-            f"training on {len(features)} samples from epoch {epoch}",
+            f"training on {rows} samples from epoch {epoch}",
             mode="train",
-            samples=len(features),
+            samples=rows,
             epoch=epoch,
         )
         last_save = self._clock.monotonic()
@@ -343,12 +383,19 @@ class Trainer:
             self.runs += 1
             self._run_first_epoch = epoch + 1
             self._run_losses = []
+        epochs = self.process.train(
+            features,
+            onehot,
+            params,
+            optimizer,
+            seed=int(self._rng.integers(2**63)),
+            keep_going=lambda: self._wanted(run_id),
+            beat=self._pulse.beat,
+        )
+        del features, onehot  # the child has its copy
         try:
-            while self._wanted(run_id):
-                stepped = self._epoch(features, onehot, params, optimizer, run_id)
-                if stepped is None:
-                    break  # stopped mid-epoch: the last whole epoch stays published
-                loss, params, optimizer = stepped
+            # Stopped mid-epoch, the loop ends: the last whole epoch stays published.
+            for loss, params, optimizer in epochs:
                 epoch += 1
                 self._latest.set(HeadState(params, optimizer, epoch))
                 with self._losses_lock:
@@ -360,7 +407,7 @@ class Trainer:
                         dropped = len(self._run_losses) - RUN_HISTORY
                         del self._run_losses[:dropped]
                         self._run_first_epoch += dropped
-                self._report(epoch, loss, len(features))
+                self._report(epoch, loss, rows)
                 schedule = self.schedule
                 if self._clock.monotonic() - last_save >= schedule.save_every_seconds:
                     self.save()
@@ -377,32 +424,15 @@ class Trainer:
                     finished = True
                     break
         finally:
-            self.save()
-            log_event(self._log, f"training stopped at epoch {epoch}", mode="train", epoch=epoch)
+            try:
+                epochs.close()  # the child's run stopped; its later epochs dropped
+            finally:
+                self.save()
+                log_event(
+                    self._log, f"training stopped at epoch {epoch}", mode="train", epoch=epoch
+                )
+                self._process_idle_since = self._clock.monotonic()
         return finished
-
-    def _epoch(
-        self,
-        features: np.ndarray,
-        onehot: np.ndarray,
-        params: dict[str, np.ndarray],
-        optimizer: dict[str, np.ndarray],
-        run_id: int,
-    ) -> tuple[float, dict[str, np.ndarray], dict[str, np.ndarray]] | None:
-        """One epoch, or None if the run was stopped before its end."""
-        order = self._rng.permutation(len(features))
-        batch = self._head.batch_size
-        total = 0.0
-        for begin in range(0, len(order), batch):
-            self._pulse.beat()
-            if not self._wanted(run_id):
-                return None
-            rows = order[begin : begin + batch]
-            loss, params, optimizer = self._head.train_step(
-                params, optimizer, features[rows], onehot[rows]
-            )
-            total += loss * len(rows)
-        return total / len(order), params, optimizer
 
     def _report(self, epoch: int, loss: float, samples: int) -> None:
         if not self._limiter.allow():

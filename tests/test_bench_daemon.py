@@ -82,6 +82,8 @@ def test_cpu_per_sensor_second_has_a_same_run_idle_baseline(report):
 def test_memory_startup_and_the_inference_itself(report):
     memory, startup = report["memory"], report["startup"]
     assert memory["peak_rss_mib"] >= memory["current_rss_mib"] > 10
+    # The epochs ran in the training process (numpy, a runtime, three models: > 10 MiB).
+    assert memory["training_process_peak_rss_mib"] > 10
     assert startup["process_start_to_ready_seconds"] > startup["daemon_to_ready_seconds"] > 0
     pulses, windows = report["inference"]["motor_pulses"], report["inference"]["windows"]
     assert pulses["walking"] > 0.5 * windows["walking"]
@@ -156,6 +158,13 @@ def test_the_bench_scenario_is_a_valid_scenario_with_the_asked_phases(tmp_path):
     infer_waits = [s.value for s in scenario.steps[17:] if s.kind == "wait"]
     assert sum(infer_waits) == pytest.approx(100.0)
     assert scenario.steps[-1].value == "stop"
+    assert [s.value for s in scenario.steps if s.kind == "until"][-1] == ("epochs", 80)
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump(bench_scenario(30.0, 100.0, 3, 5000)), encoding="utf-8")
+    assert [s.value for s in load_scenario(longer).steps if s.kind == "until"][-1] == (
+        "epochs",
+        5000,
+    )
 
 
 def test_the_measuring_helpers_read_this_process():

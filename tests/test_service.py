@@ -759,26 +759,31 @@ def test_a_window_thread_exception_is_an_error_a_rattle_and_exit_70(start_daemon
     assert "failed: odar-windows thread" in running.daemon.status_text()
 
 
-def test_a_trainer_exception_stops_the_daemon_instead_of_leaving_train_running(
+def test_a_killed_training_process_stops_the_daemon_and_the_last_whole_epoch_is_saved(
     start_daemon, trained_config, caplog
 ):
+    """As the OOM killer or a crash in the runtime would end it, mid-run."""
     caplog.set_level(logging.INFO)
     running = start_daemon(trained_config)
     daemon = running.daemon
     assert daemon.controls.mode is Mode.TRAIN
-
-    def broken_step(*args: object) -> None:
-        raise RuntimeError("train_head: invoke failed")
-
-    daemon.engine.head.train_step = broken_step
+    loaded = daemon.latest.get().epoch
     running.press("start")
+    wait_until(lambda: daemon.latest.get().epoch >= loaded + 2, "2 epochs in the child")
+    pid = daemon.trainer.process.pid
+    assert pid is not None and pid != os.getpid()
+    os.kill(pid, signal.SIGKILL)
     assert wait_for_exit(running) == EX_SOFTWARE
     (record,) = failure_records(caplog, "odar-trainer thread")
-    assert "invoke failed" in record.getMessage()
+    assert "training process ended (killed by SIGKILL)" in record.getMessage()
     assert REFUSED in running.patterns
     status = daemon.status_text()
     assert "train running" not in status and "failed" in status
     assert not daemon.controls.running
+    saved = ParamStore(
+        trained_config.parent / "state" / PARAMS_FILE, daemon.engine.head_binding
+    ).load()
+    assert saved is not None and saved.epoch == daemon.latest.get().epoch > loaded
 
 
 def test_a_flex_bound_train_head_is_refused_with_78(config_writer, tmp_path, artifacts_dir):

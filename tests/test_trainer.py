@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +16,15 @@ from odar.engine import Engine
 from odar.journal import RateLimiter
 from odar.param_store import HeadState, ParamStore
 from odar.sample_store import SampleStore, StoreLayout
-from odar.trainer import LOSS_HISTORY, LatestHead, Trainer, loss_settled
+from odar.trainer import (
+    IDLE_BEAT_SECONDS,
+    LOSS_HISTORY,
+    PROCESS_IDLE_SECONDS,
+    LatestHead,
+    Trainer,
+    loss_settled,
+)
+from odar.training_process import TrainingProcess
 
 PER_CLASS = 12
 
@@ -55,12 +65,36 @@ def fresh_head(engine: Engine) -> LatestHead:
     return LatestHead(HeadState(head.initial_parameters(), head.initial_optimizer_state()), False)
 
 
+#: Trainers a test made: halted after it, so that no training process outlives its test.
+MADE: list[Trainer] = []
+
+
+@pytest.fixture(autouse=True)
+def halt_trainers():
+    yield
+    while MADE:
+        trainer = MADE.pop()
+        trainer.halt()
+        trainer.join(30.0)
+        assert not trainer.alive and not trainer.process.running
+
+
+def training_process(engine: Engine) -> TrainingProcess:
+    return TrainingProcess(
+        engine.manifest.path,
+        engine.manifest_hash,
+        num_threads=1,
+        runtime=engine.runtime.name,
+    )
+
+
 def make_trainer(engine, samples, latest, param_store, clock=None, **options) -> Trainer:
     clock = clock if clock is not None else VirtualClock()
     options.setdefault("save_every_seconds", 60.0)
     options.setdefault("max_epochs", None)
-    return Trainer(
+    trainer = Trainer(
         engine.head,
+        training_process(engine),
         samples,
         latest,
         param_store,
@@ -69,6 +103,8 @@ def make_trainer(engine, samples, latest, param_store, clock=None, **options) ->
         seed=3,
         **options,
     )
+    MADE.append(trainer)
+    return trainer
 
 
 def test_epochs_lower_the_loss_and_stop_saves_what_inference_sees(engine, samples, param_store):
@@ -186,6 +222,7 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
     latest = fresh_head(engine)
     trainer = Trainer(
         engine.head,
+        training_process(engine),
         samples,
         latest,
         param_store,
@@ -194,6 +231,7 @@ def test_epoch_lines_are_rate_limited_and_say_how_many_were_not_shown(
         max_epochs=None,
         limiter=RateLimiter(1.0, clock),
     )
+    MADE.append(trainer)
     trainer.start()
     wait_until(lambda: latest.get().epoch >= 5, "5 epochs")
     clock.advance(1.0)
@@ -278,3 +316,35 @@ def test_the_loss_history_is_bounded(engine, samples, param_store):
     trainer.losses.extend(float(n) for n in range(10 * LOSS_HISTORY))
     assert len(trainer.losses) == LOSS_HISTORY
     assert trainer.last_loss == 10 * LOSS_HISTORY - 1
+
+
+def test_runs_share_a_training_process_which_ends_once_idle_for_its_time(
+    engine, samples, param_store, caplog
+):
+    caplog.set_level(logging.INFO, logger="odar.trainer")
+    clock = VirtualClock()
+    latest = fresh_head(engine)
+    trainer = make_trainer(engine, samples, latest, param_store, clock)
+    pids = []
+    for run in range(1, 3):
+        target = latest.get().epoch + 3
+        trainer.start()
+        wait_until(lambda run=run: trainer.runs == run, f"run {run}")
+        wait_until(lambda target=target: latest.get().epoch >= target, "3 more epochs")
+        pids.append(trainer.process.pid)
+        trainer.stop()
+        assert trainer.wait_idle(30.0)
+        clock.advance(PROCESS_IDLE_SECONDS / 2)
+    assert pids[0] == pids[1] and pids[0] not in (None, os.getpid())
+    (started,) = [r.getMessage() for r in caplog.records if "started in" in r.getMessage()]
+    assert started.startswith(f"training process {pids[0]} started in ")
+    assert param_store.load().epoch == latest.get().epoch >= 6
+    child = trainer.process._process
+    time.sleep(3 * IDLE_BEAT_SECONDS)  # the idle trainer thread looked, and kept it
+    assert trainer.process.running
+    clock.advance(PROCESS_IDLE_SECONDS / 2)
+    wait_until(lambda: not trainer.process.running, "the idle training process to end")
+    assert child.returncode == 0
+    trainer.start()  # a new run starts a new one
+    wait_until(lambda: trainer.runs == 3 and trainer.process.pid is not None, "run 3")
+    assert trainer.process.pid not in pids

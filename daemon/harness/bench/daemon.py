@@ -79,7 +79,11 @@ DEFINITIONS = {
         "peak_rss_mib: resource.getrusage(RUSAGE_SELF).ru_maxrss, the process's peak resident "
         "set (at least the VmRSS read below: the kernel's high-water mark can lag it); "
         "current_rss_mib: VmRSS from /proc/self/status at the end of the infer phase. "
-        "Both include the emulator and this bench (a few MiB)"
+        "Both include the emulator and this bench (a few MiB). "
+        "training_process_peak_rss_mib: RUSAGE_CHILDREN's ru_maxrss after the run, the peak "
+        "resident set of the largest child that ended: the training process "
+        "(odar.training_process; the host stall watchers above speed 1 are a quarter of its "
+        "size), which the unit's MemoryHigh= and MemoryMax= count with the daemon's"
     ),
     "sensor": (
         "the driver's counters over the whole run, the faults injected, and, from the idle "
@@ -181,6 +185,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--idle-seconds", type=float, default=30.0, help="virtual seconds of the idle baseline"
     )
     parser.add_argument("--seed", type=int, default=7, help="seed of the emulated wearer")
+    parser.add_argument(
+        "--train-epochs",
+        type=int,
+        default=TRAIN_EPOCHS,
+        help=f"epochs trained before inferring (default {TRAIN_EPOCHS}); more keep the trainer "
+        "busy beside the sensor for longer",
+    )
     parser.add_argument("--verbose", action="store_true", help="the daemon's info lines on stderr")
     parser.add_argument(
         "--rate", type=float, default=None, help="sensor rate, Hz (default: config)"
@@ -387,7 +398,9 @@ def process_age_seconds() -> float | None:
     return since_boot - started
 
 
-def bench_scenario(idle_seconds: float, infer_seconds: float, seed: int) -> dict[str, Any]:
+def bench_scenario(
+    idle_seconds: float, infer_seconds: float, seed: int, train_epochs: int = TRAIN_EPOCHS
+) -> dict[str, Any]:
     segments = max(1, round(infer_seconds / INFER_SEGMENT))
     infer_steps: list[dict[str, Any]] = []
     for index in range(segments):
@@ -412,7 +425,7 @@ def bench_scenario(idle_seconds: float, infer_seconds: float, seed: int) -> dict
             {"press": "start"},
             {"press": "mode"},
             {"press": "start"},
-            {"until": {"epochs": TRAIN_EPOCHS, "timeout": 600}},
+            {"until": {"epochs": train_epochs, "timeout": max(600, train_epochs)}},
             {"press": "start"},
             {"press": "mode"},
             {"activity": "sitting"},
@@ -454,9 +467,14 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     setup_logging("info" if args.verbose else "warning")
-    if not args.speed > 0 or args.infer_seconds <= 0 or args.idle_seconds <= 3 * BASELINE_MARGIN:
+    if (
+        not args.speed > 0
+        or args.infer_seconds <= 0
+        or args.idle_seconds <= 3 * BASELINE_MARGIN
+        or args.train_epochs < 1
+    ):
         raise SystemExit(
-            "odar bench daemon: --speed and --infer-seconds must be > 0, "
+            "odar bench daemon: --speed and --infer-seconds must be > 0, --train-epochs >= 1, "
             f"--idle-seconds > {3 * BASELINE_MARGIN:g}"
         )
     if args.sched_trace:
@@ -493,7 +511,9 @@ def run_once(
     with tempfile.TemporaryDirectory(prefix="odar-bench-") as scratch:
         scenario = Path(scratch) / "bench.yaml"
         scenario.write_text(
-            yaml.safe_dump(bench_scenario(args.idle_seconds, args.infer_seconds, args.seed)),
+            yaml.safe_dump(
+                bench_scenario(args.idle_seconds, args.infer_seconds, args.seed, args.train_epochs)
+            ),
             encoding="utf-8",
         )
         config = bench_config(
@@ -871,6 +891,9 @@ def summarise(
             )
             / 1024,
             "current_rss_mib": rss / 1024 if rss is not None else None,
+            "training_process_peak_rss_mib": (
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 or None
+            ),
         },
         "startup": {
             "process_start_to_ready_seconds": (
@@ -915,7 +938,8 @@ def render(report: dict[str, Any]) -> str:
         f"{number(thread_figure(cpu['infer_by_thread']), digits=4)}, "
         f"idle {number(thread_figure(cpu['idle_by_thread']), digits=4)}",
         f"memory: peak RSS {number(memory['peak_rss_mib'], ' MiB', digits=1)}, "
-        f"now {number(memory['current_rss_mib'], ' MiB', digits=1)}",
+        f"now {number(memory['current_rss_mib'], ' MiB', digits=1)}; training process "
+        f"peak {number(memory.get('training_process_peak_rss_mib'), ' MiB', digits=1)}",
         f"READY=1 after {number(startup['process_start_to_ready_seconds'], ' s', digits=2)} "
         f"from process start, {number(startup['daemon_to_ready_seconds'], ' s', digits=2)} "
         "from building the Daemon",
