@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import pickle
 import select
 import signal
@@ -229,7 +228,7 @@ class TrainingProcess:
                 message = self._next_within(POLL_SECONDS)
                 if message is None:
                     continue
-                kind = self._expect(message, run, ("progress", "epoch", "ended"))
+                kind = self._expect(message, run)
                 beat()
                 if kind == "ended":
                     ended = True
@@ -269,7 +268,7 @@ class TrainingProcess:
             message = self._next_within(min(left, POLL_SECONDS))
             if message is not None:
                 beat()
-                if self._expect(message, run, ("progress", "epoch", "ended")) == "ended":
+                if self._expect(message, run) == "ended":
                     self.last_run_steps = int(message[2])
                     return
         self.close(timeout=0.0)
@@ -277,9 +276,10 @@ class TrainingProcess:
             f"the training process did not stop within {CLOSE_TIMEOUT_SECONDS:g} s; killed"
         )
 
-    def _expect(self, message: tuple[Any, ...], run: int, kinds: Sequence[str]) -> str:
+    def _expect(self, message: tuple[Any, ...], run: int) -> str:
+        """The kind of a message the child sends during *run*; anything else ends it."""
         kind, tag = message[0], message[1] if len(message) > 1 else None
-        if kind not in kinds or tag != run:
+        if kind not in ("progress", "epoch", "ended") or tag != run:
             self.close(timeout=0.0)
             raise TrainingProcessError(
                 f"the training process sent {kind!r} for run {tag!r} during run {run}"
@@ -355,7 +355,7 @@ class _Child:
         self._last_progress = time.monotonic()
 
     def serve(self) -> int:
-        _send(self._channel, ("ready", os.getpid()))
+        _send(self._channel, ("ready",))
         while True:
             try:
                 message = _receive(self._channel)
