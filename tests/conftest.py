@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -40,6 +41,30 @@ IDLE_SCENARIO: dict[str, Any] = {
     "wearer": {"placement": "wrist", "seed": 3},
     "steps": [{"activity": "sitting"}, {"end": "idle"}],
 }
+
+
+def may_take_sched_fifo(priority: int = 10) -> bool:
+    """Whether this process may put a thread on SCHED_FIFO at *priority* (root, or
+    RLIMIT_RTPRIO, and a cpu cgroup with real-time runtime): the kernel's to say."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def scheduling_of(tid: int) -> tuple[int, int]:
+    """(policy without SCHED_RESET_ON_FORK, priority) of thread or process *tid*."""
+    policy = os.sched_getscheduler(tid) & ~os.SCHED_RESET_ON_FORK
+    return policy, os.sched_getparam(tid).sched_priority
 
 
 def wait_until(predicate: Callable[[], object], what: str, limit: float = WAIT_LIMIT) -> None:
