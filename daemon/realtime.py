@@ -63,7 +63,21 @@ def make_this_thread_realtime(
     set_scheduler: SetScheduler | None = None,
 ) -> bool:
     """Put the calling thread on SCHED_FIFO at ``priority`` (None: leave it time-sharing), with
-    SCHED_RESET_ON_FORK: what it starts is time-sharing.
+    SCHED_RESET_ON_FORK: what it starts is time-sharing. See :func:`make_thread_realtime`."""
+    return make_thread_realtime(0, priority, thread=thread, set_scheduler=set_scheduler)
+
+
+def make_thread_realtime(
+    tid: int,
+    priority: int | None,
+    *,
+    thread: str,
+    set_scheduler: SetScheduler | None = None,
+) -> bool:
+    """Put the thread *tid* of this process (its ``native_id``; 0: the calling thread) on
+    SCHED_FIFO at ``priority`` (None: leave it time-sharing), with SCHED_RESET_ON_FORK: what it
+    starts is time-sharing. For a thread of ours that was started before the daemon ran (the
+    motor's); every other asks for itself.
 
     True if it now is. A refusal is not raised: the daemon still runs, with less room against a
     busy host. For the sensor thread and the main loop it is one warning that says what to
@@ -81,7 +95,7 @@ def make_this_thread_realtime(
         return False
     policy |= getattr(os, "SCHED_RESET_ON_FORK", 0)
     try:
-        set_scheduler(0, policy, os.sched_param(priority))  # 0: the calling thread
+        set_scheduler(tid, policy, os.sched_param(priority))
     except OSError as error:
         _log.log(
             logging.WARNING if level == logging.INFO else logging.DEBUG,

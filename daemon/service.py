@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +57,7 @@ from odar.realtime import (
     SENSOR_THREAD,
     daemon_thread_priority,
     make_this_thread_realtime,
+    make_thread_realtime,
     this_thread_realtime,
 )
 from odar.ring_buffer import RingBuffer
@@ -607,15 +608,34 @@ class Daemon:
         if not self._realtime_scheduling():
             if name == SENSOR_THREAD:
                 _log.info("threads: time-sharing (the emulated sensor)")
-            return False
-        return make_this_thread_realtime(self._thread_priority(name), thread=name)
+            realtime = False
+        else:
+            realtime = make_this_thread_realtime(self._thread_priority(name), thread=name)
+        self._scheduled(name, realtime)
+        return realtime
 
-    def _main_thread_scheduling(self) -> contextlib.AbstractContextManager[bool]:
+    @contextlib.contextmanager
+    def _main_thread_scheduling(self) -> Iterator[bool]:
         """Around :meth:`run`: the calling thread runs the main loop, scheduled as the daemon's
-        other threads until :meth:`run` returns."""
+        other threads until :meth:`run` returns. The motor's and the LED's threads, which the
+        wearable started, are put at their priority too (and end with the wearable)."""
         if not self._realtime_scheduling():
-            return contextlib.nullcontext(False)
-        return this_thread_realtime(self._thread_priority(MAIN_LOOP), thread=MAIN_LOOP)
+            self._scheduled(MAIN_LOOP, False)
+            yield False
+            return
+        priority = self._thread_priority(MAIN_LOOP)
+        with this_thread_realtime(priority, thread=MAIN_LOOP) as realtime:
+            self._scheduled(MAIN_LOOP, realtime)
+            for player in (self.wearable.motor, self.wearable.led):
+                if player is not None and player.thread_id is not None:
+                    name = player.thread_name
+                    self._scheduled(
+                        name, make_thread_realtime(player.thread_id, priority, thread=name)
+                    )
+            yield realtime
+
+    def _scheduled(self, name: str, realtime: bool) -> None:
+        """What a thread's scheduling came to (for a bench to record)."""
 
     def _sensor_lost_or_recovered(self, lost: bool) -> None:
         where = f"MPU6050 on i2c-{self.config.sensor.bus} at {self.config.sensor.address:#04x}"

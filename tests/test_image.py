@@ -491,7 +491,7 @@ def test_gpiozero_holds_the_button_and_motor_lines(session: dict) -> None:
 
 def test_the_daemons_threads_run_at_sched_fifo_the_sensor_thread_highest(session: dict) -> None:
     # LimitRTPRIO= lets the unprivileged service take them: the sensor thread at 10, the main
-    # loop, the window thread and the trainer thread at 9. gpiozero's and lgpio's threads, and
+    # loop, the window, trainer and motor threads at 9. gpiozero's and lgpio's threads, and
     # TFLite's, stay time-sharing.
     assert session["scheduling_lines"].splitlines() == [
         "main loop: SCHED_FIFO priority 9",
@@ -504,7 +504,7 @@ def test_the_daemons_threads_run_at_sched_fifo_the_sensor_thread_highest(session
         for policy, priority in zip(policies, priorities, strict=True)
         if policy.startswith("SCHED_FIFO")
     )
-    assert realtime == [9, 9, 9, 10]
+    assert realtime == [9, 9, 9, 9, 10]
     # What they start (the training process, TFLite's workers) is time-sharing.
     assert all(
         policy == "SCHED_FIFO|SCHED_RESET_ON_FORK"

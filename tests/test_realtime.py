@@ -19,6 +19,7 @@ from odar.realtime import (
     MAIN_LOOP,
     daemon_thread_priority,
     make_this_thread_realtime,
+    make_thread_realtime,
     this_thread_realtime,
 )
 
@@ -41,6 +42,32 @@ def test_the_calling_thread_asks_for_fifo_at_the_priority(caplog: pytest.LogCapt
     # pid 0 is the calling thread, not the process; what it starts is time-sharing.
     assert scheduler.calls == [(0, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, 10)]
     assert caplog.messages == ["sensor thread: SCHED_FIFO priority 10"]
+
+
+def test_another_thread_is_named_by_its_kernel_id(caplog: pytest.LogCaptureFixture) -> None:
+    scheduler = RecordingScheduler()
+    with caplog.at_level(logging.DEBUG, logger="odar.realtime"):
+        assert make_thread_realtime(4242, 9, thread="motor-gpio18", set_scheduler=scheduler)
+    assert scheduler.calls == [(4242, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, 9)]
+    assert caplog.messages == ["motor-gpio18: SCHED_FIFO priority 9"]
+
+
+def test_on_the_real_kernel_another_thread_of_this_process_can_be_put_there() -> None:
+    ready, done = threading.Event(), threading.Event()
+    thread = threading.Thread(target=lambda: (ready.set(), done.wait()))
+    thread.start()
+    ready.wait()
+    try:
+        assert thread.native_id is not None
+        realtime = make_thread_realtime(thread.native_id, 9, thread="motor-gpio18")
+        assert realtime is may_take_sched_fifo(9)
+        assert scheduling_of(thread.native_id) == (
+            (os.SCHED_FIFO, 9) if realtime else (os.SCHED_OTHER, 0)
+        )
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # not the caller
+    finally:
+        done.set()
+        thread.join()
 
 
 def test_the_other_threads_are_one_below_the_sensor_thread() -> None:

@@ -768,9 +768,9 @@ def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_
     trained_config,
 ):
     """``sensor.backend: real`` (here on the emulated wearable's bus): the sensor thread at
-    sensor.realtime_priority, the main loop, window and trainer threads one below, the training
-    process time-sharing; the thread that called run() gets its scheduling back. Where this
-    process may not take SCHED_FIFO, every one stays time-sharing."""
+    sensor.realtime_priority, the main loop, window, trainer and motor threads one below, the
+    training process time-sharing; the thread that called run() gets its scheduling back.
+    Where this process may not take SCHED_FIFO, every one stays time-sharing."""
     from odar.harness.emulated_wearable import EmulatedWearable
     from odar.service import Daemon
 
@@ -799,9 +799,10 @@ def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_
         running.press("start")
         wait_until(lambda: daemon.trainer.process.pid is not None, "the training process")
         threads = {t.name: t.native_id for t in threading.enumerate()}
+        motor = daemon.wearable.motor.thread_name
         seen = {
             name: scheduling_of(threads[name])
-            for name in ("test-daemon", "odar-sensor", "odar-windows", "odar-trainer")
+            for name in ("test-daemon", "odar-sensor", "odar-windows", "odar-trainer", motor)
         }
         child = scheduling_of(daemon.trainer.process.pid)
     finally:
@@ -814,6 +815,7 @@ def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_
             "odar-sensor": (os.SCHED_FIFO, sensor),
             "odar-windows": (os.SCHED_FIFO, sensor - 1),
             "odar-trainer": (os.SCHED_FIFO, sensor - 1),
+            motor: (os.SCHED_FIFO, sensor - 1),  # started with the wearable, put there at run
         }
     else:
         assert set(seen.values()) == {(os.SCHED_OTHER, 0)}

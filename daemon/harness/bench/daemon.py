@@ -19,7 +19,7 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from odar.harness.scenario import SwitchableMotion
 from odar.heartbeat import ThreadPulse
 from odar.journal import setup_logging
 from odar.notifier import SystemdNotifier
-from odar.realtime import MAIN_LOOP, SENSOR_THREAD, daemon_thread_priority
+from odar.realtime import SENSOR_THREAD, daemon_thread_priority
 from odar.service import Daemon, Inferred
 from odar.windows import Window
 
@@ -818,7 +818,7 @@ class BenchDaemon(Daemon):
         """Whether the sensor thread got SCHED_FIFO (None: the thread has not started)."""
         return self.threads_realtime.get(SENSOR_THREAD)
 
-    def _record(self, name: str, realtime: bool) -> None:
+    def _scheduled(self, name: str, realtime: bool) -> None:
         with self._threads_realtime_lock:
             self._threads_realtime[name] = realtime
 
@@ -829,17 +829,6 @@ class BenchDaemon(Daemon):
         if self.only_sensor_thread_realtime and name != SENSOR_THREAD:
             return None
         return super()._thread_priority(name)
-
-    def _thread_scheduling(self, name: str) -> bool:
-        realtime = super()._thread_scheduling(name)
-        self._record(name, realtime)
-        return realtime
-
-    @contextlib.contextmanager
-    def _main_thread_scheduling(self) -> Iterator[bool]:
-        with super()._main_thread_scheduling() as realtime:
-            self._record(MAIN_LOOP, realtime)
-            yield realtime
 
 
 class TodaysLoopDaemon(BenchDaemon):
