@@ -327,6 +327,22 @@ def launch_daemon(
     given one); by default wait until it is READY. A daemon that cannot be built raises here."""
     watch = watch if watch is not None else Watcher()
     world, daemon = build_daemon(config_path, notifier=notifier, observer=watch, seed=5)
+    running = run_in_thread(world, daemon, config_path, watch)
+    if wait_ready:
+        running.wait_ready()
+    return running
+
+
+def run_in_thread(
+    world: Any,
+    daemon: Any,
+    config_path: Path,
+    watch: Watcher,
+    *,
+    after: Callable[[], object] | None = None,
+) -> RunningDaemon:
+    """``world.run(daemon)`` in the thread "test-daemon", started; *after* runs in that thread
+    once run() has returned, its result in ``outcome["after"]``."""
     outcome: dict[str, Any] = {}
 
     def body() -> None:
@@ -334,12 +350,12 @@ def launch_daemon(
             outcome["status"] = world.run(daemon)
         except BaseException as error:
             outcome["error"] = error
+        if after is not None:
+            outcome["after"] = after()
 
     thread = threading.Thread(target=body, name="test-daemon", daemon=True)
     running = RunningDaemon(daemon, world, config_path, thread, watch, outcome)
     thread.start()
-    if wait_ready:
-        running.wait_ready()
     return running
 
 

@@ -2,26 +2,33 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, may_take_sched_fifo, write_bench_config
 
+from odar.config import Config, load_config
 from odar.harness.bench.daemon import (
     DEFINITIONS,
+    BenchDaemon,
     CpuMark,
     GarbageCollectionMeter,
+    add_arguments,
     bench_scenario,
     current_rss_kib,
+    make_unkind,
     percentile,
     process_age_seconds,
     thread_cpu_seconds,
 )
+from odar.harness.emulated_wearable import EmulatedWearable
 from odar.harness.scenario import load_scenario
 
 SPEED = 20.0
@@ -194,13 +201,7 @@ def test_the_sensor_and_the_interpreter_threads_are_reported(report):
         assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
 
 
-def test_only_the_sensor_thread_realtime_leaves_the_others_time_sharing(tmp_path, artifacts_dir):
-    import argparse
-
-    from odar.config import load_config
-    from odar.harness.bench.daemon import BenchDaemon, add_arguments
-    from odar.harness.emulated_wearable import EmulatedWearable
-
+def emulated_config(tmp_path: Path, artifacts_dir: Path) -> Config:
     config_path = tmp_path / "odar.yaml"
     config_path.write_text(
         yaml.safe_dump(
@@ -208,10 +209,18 @@ def test_only_the_sensor_thread_realtime_leaves_the_others_time_sharing(tmp_path
         ),
         encoding="utf-8",
     )
+    return load_config(config_path)
+
+
+def bench_arguments(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    assert parser.parse_args(["--only-sensor-thread-realtime"]).only_sensor_thread_realtime
-    config = load_config(config_path)
+    return parser.parse_args(argv)
+
+
+def test_only_the_sensor_thread_realtime_leaves_the_others_time_sharing(tmp_path, artifacts_dir):
+    assert bench_arguments("--only-sensor-thread-realtime").only_sensor_thread_realtime
+    config = emulated_config(tmp_path, artifacts_dir)
     daemon = BenchDaemon(config, EmulatedWearable.open(config, tmp_path).wearable)
     try:
         # The bench schedules the emulated daemon as the product does the real one...
@@ -227,23 +236,8 @@ def test_only_the_sensor_thread_realtime_leaves_the_others_time_sharing(tmp_path
 
 
 def test_an_unkind_chip_is_the_part_and_clock_asked_for(tmp_path, artifacts_dir):
-    import argparse
-
-    from odar.config import load_config
-    from odar.harness.bench.daemon import add_arguments, make_unkind
-    from odar.harness.emulated_wearable import EmulatedWearable
-
-    config_path = tmp_path / "odar.yaml"
-    config_path.write_text(
-        yaml.safe_dump(
-            {"sensor": {"backend": "emulated"}, "paths": {"artifacts_dir": str(artifacts_dir)}}
-        ),
-        encoding="utf-8",
-    )
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    args = parser.parse_args(["--part", "0x98", "--chip-clock", "-0.08", "--jitter"])
-    world = EmulatedWearable.open(load_config(config_path), tmp_path)
+    args = bench_arguments("--part", "0x98", "--chip-clock", "-0.08", "--jitter")
+    world = EmulatedWearable.open(emulated_config(tmp_path, artifacts_dir), tmp_path)
     try:
         unkind = make_unkind(world, args)
         assert world.sensor.chip.peek(0x75) == 0x98 and world.sensor.chip.fifo_capacity == 4096

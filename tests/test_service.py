@@ -20,7 +20,6 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -34,6 +33,7 @@ from conftest import (
     launch_daemon,
     may_take_sched_fifo,
     pulses_on,
+    run_in_thread,
     scheduling_of,
     wait_until,
 )
@@ -779,21 +779,9 @@ def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_
         emulated, sensor=dataclasses.replace(emulated.sensor, backend="real")
     )
     world = EmulatedWearable.open(emulated, trained_config.parent)
-    daemon = Daemon(
-        config, world.wearable, config_path=trained_config, observer=Watcher(), seed=5
-    )
-    outcome: dict[str, Any] = {}
-
-    def body() -> None:
-        try:
-            outcome["status"] = world.run(daemon)
-        except BaseException as error:
-            outcome["error"] = error
-        outcome["after"] = scheduling_of(0)
-
-    thread = threading.Thread(target=body, name="test-daemon", daemon=True)
-    running = RunningDaemon(daemon, world, trained_config, thread, Watcher(), outcome)
-    thread.start()
+    watch = Watcher()
+    daemon = Daemon(config, world.wearable, config_path=trained_config, observer=watch, seed=5)
+    running = run_in_thread(world, daemon, trained_config, watch, after=lambda: scheduling_of(0))
     try:
         running.wait_ready()
         running.press("start")
@@ -821,7 +809,7 @@ def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_
         assert set(seen.values()) == {(os.SCHED_OTHER, 0)}
     assert child == (os.SCHED_OTHER, 0)
     assert status == 0
-    assert outcome["after"] == (os.SCHED_OTHER, 0)
+    assert running.outcome["after"] == (os.SCHED_OTHER, 0)
 
 
 def test_with_the_emulated_sensor_every_thread_is_time_sharing(start_daemon, caplog):
