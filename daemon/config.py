@@ -59,8 +59,9 @@ class SensorConfig:
     gyro_range_dps: int = 500
     dlpf_cfg: int = 3
     bus_hz: int = 400_000
-    #: SCHED_FIFO priority of the sensor thread (odar.realtime); None: time-sharing.
-    realtime_priority: int | None = _setting(10, low=1, high=99)
+    #: SCHED_FIFO priority of the sensor thread, the daemon's other threads one below
+    #: (odar.realtime); None: time-sharing.
+    realtime_priority: int | None = _setting(10, low=2, high=99)
     emulated: EmulatedConfig = field(default_factory=EmulatedConfig)
 
     @property

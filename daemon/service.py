@@ -24,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +52,14 @@ from odar.heartbeat import Heartbeats, ThreadPulse
 from odar.journal import RateLimiter, log_event, setup_logging
 from odar.notifier import SystemdNotifier
 from odar.param_store import HeadState, ParamStore
-from odar.realtime import make_this_thread_realtime
+from odar.realtime import (
+    MAIN_LOOP,
+    SENSOR_THREAD,
+    daemon_thread_priority,
+    make_this_thread_realtime,
+    make_thread_realtime,
+    this_thread_realtime,
+)
 from odar.ring_buffer import RingBuffer
 from odar.sample_requests import RequestBox
 from odar.sample_store import SampleStore, StoreLayout
@@ -563,7 +570,6 @@ class Daemon:
     def _sensor_loop(self) -> None:
         # Read through the presence: while the chip is missing it returns empty blocks at its
         # own pace and looks for the chip; the driver's own recovery is "lost", not "missing".
-        self._sensor_thread_scheduling()
         sensor = self.sensor
         clock = self.wearable.clock
         pulse = ThreadPulse(self.heartbeats, "odar-sensor")
@@ -585,14 +591,51 @@ class Daemon:
         )
         reader.run(self._halt, after_read)
 
-    def _sensor_thread_scheduling(self) -> None:
-        """Called first in the sensor thread: its reads have the FIFO's deadline."""
-        if self.config.sensor.backend != "real":
-            # The emulated chip computes inside each read: at a world speed far above 1 a
-            # real-time thread would take a whole core from everything else.
-            _log.info("sensor thread: time-sharing (the emulated sensor)")
+    def _realtime_scheduling(self) -> bool:
+        """Whether the daemon's threads take SCHED_FIFO (odar.realtime): with the real sensor.
+
+        The emulated chip computes inside each read: at a world speed far above 1 a real-time
+        sensor thread would take a whole core from everything else."""
+        return self.config.sensor.backend == "real"
+
+    def _thread_priority(self, name: str) -> int | None:
+        priority = self.config.sensor.realtime_priority
+        return priority if name == SENSOR_THREAD else daemon_thread_priority(priority)
+
+    def _thread_scheduling(self, name: str) -> bool:
+        """Called first in each thread the daemon starts: the sensor thread's reads have the
+        FIFO's deadline, and the others hold the GIL it waits for. True if real-time."""
+        if not self._realtime_scheduling():
+            if name == SENSOR_THREAD:
+                _log.info("threads: time-sharing (the emulated sensor)")
+            realtime = False
+        else:
+            realtime = make_this_thread_realtime(self._thread_priority(name), thread=name)
+        self._scheduled(name, realtime)
+        return realtime
+
+    @contextlib.contextmanager
+    def _main_thread_scheduling(self) -> Iterator[bool]:
+        """Around :meth:`run`: the calling thread runs the main loop, scheduled as the daemon's
+        other threads until :meth:`run` returns. The motor's and the LED's threads, which the
+        wearable started, are put at their priority too (and end with the wearable)."""
+        if not self._realtime_scheduling():
+            self._scheduled(MAIN_LOOP, False)
+            yield False
             return
-        make_this_thread_realtime(self.config.sensor.realtime_priority)
+        priority = self._thread_priority(MAIN_LOOP)
+        with this_thread_realtime(priority, thread=MAIN_LOOP) as realtime:
+            self._scheduled(MAIN_LOOP, realtime)
+            for player in (self.wearable.motor, self.wearable.led):
+                if player is not None and player.thread_id is not None:
+                    name = player.thread_name
+                    self._scheduled(
+                        name, make_thread_realtime(player.thread_id, priority, thread=name)
+                    )
+            yield realtime
+
+    def _scheduled(self, name: str, realtime: bool) -> None:
+        """What a thread's scheduling came to (for a bench to record)."""
 
     def _sensor_lost_or_recovered(self, lost: bool) -> None:
         where = f"MPU6050 on i2c-{self.config.sensor.bus} at {self.config.sensor.address:#04x}"
@@ -685,6 +728,7 @@ class Daemon:
     def _start_thread(self, target: Callable[[], None], name: str) -> threading.Thread:
         def guarded() -> None:
             try:
+                self._thread_scheduling(name)
                 target()
             except BaseException as error:
                 self._failed(f"{name} thread", error)
@@ -783,7 +827,8 @@ class Daemon:
     def run(self) -> int:
         self.signals.install()
         try:
-            return self._run()
+            with self._main_thread_scheduling():
+                return self._run()
         finally:
             self.signals.uninstall()
 
@@ -807,7 +852,7 @@ class Daemon:
             self._close()
             raise
         try:
-            self._start_thread(self._sensor_loop, "odar-sensor")
+            self._start_thread(self._sensor_loop, SENSOR_THREAD)
             self._start_thread(self._window_loop, "odar-windows")
             self.trainer.launch()
             if not self._wait_for_first_data():

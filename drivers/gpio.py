@@ -158,6 +158,15 @@ class PatternPlayer:
         return self._idle.wait(timeout)
 
     @property
+    def thread_name(self) -> str:
+        return self._thread.name
+
+    @property
+    def thread_id(self) -> int | None:
+        """The playing thread's kernel id (``native_id``; None once it ended)."""
+        return self._thread.native_id if self._thread.is_alive() else None
+
+    @property
     def playing(self) -> bool:
         return not self._idle.is_set()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import os
 import tempfile
 import threading
 import time
@@ -40,6 +41,30 @@ IDLE_SCENARIO: dict[str, Any] = {
     "wearer": {"placement": "wrist", "seed": 3},
     "steps": [{"activity": "sitting"}, {"end": "idle"}],
 }
+
+
+def may_take_sched_fifo(priority: int = 10) -> bool:
+    """Whether this process may put a thread on SCHED_FIFO at *priority* (root, or
+    RLIMIT_RTPRIO, and a cpu cgroup with real-time runtime): the kernel's to say."""
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    return result[0]
+
+
+def scheduling_of(tid: int) -> tuple[int, int]:
+    """(policy without SCHED_RESET_ON_FORK, priority) of thread or process *tid*."""
+    policy = os.sched_getscheduler(tid) & ~os.SCHED_RESET_ON_FORK
+    return policy, os.sched_getparam(tid).sched_priority
 
 
 def wait_until(predicate: Callable[[], object], what: str, limit: float = WAIT_LIMIT) -> None:
@@ -302,6 +327,22 @@ def launch_daemon(
     given one); by default wait until it is READY. A daemon that cannot be built raises here."""
     watch = watch if watch is not None else Watcher()
     world, daemon = build_daemon(config_path, notifier=notifier, observer=watch, seed=5)
+    running = run_in_thread(world, daemon, config_path, watch)
+    if wait_ready:
+        running.wait_ready()
+    return running
+
+
+def run_in_thread(
+    world: Any,
+    daemon: Any,
+    config_path: Path,
+    watch: Watcher,
+    *,
+    after: Callable[[], object] | None = None,
+) -> RunningDaemon:
+    """``world.run(daemon)`` in the thread "test-daemon", started; *after* runs in that thread
+    once run() has returned, its result in ``outcome["after"]``."""
     outcome: dict[str, Any] = {}
 
     def body() -> None:
@@ -309,12 +350,12 @@ def launch_daemon(
             outcome["status"] = world.run(daemon)
         except BaseException as error:
             outcome["error"] = error
+        if after is not None:
+            outcome["after"] = after()
 
     thread = threading.Thread(target=body, name="test-daemon", daemon=True)
     running = RunningDaemon(daemon, world, config_path, thread, watch, outcome)
     thread.start()
-    if wait_ready:
-        running.wait_ready()
     return running
 
 

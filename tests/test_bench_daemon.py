@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
 import subprocess
 import sys
-import threading
+from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, write_bench_config
+from conftest import REPO, may_take_sched_fifo, write_bench_config
 
+from odar.config import Config, load_config
 from odar.harness.bench.daemon import (
     DEFINITIONS,
+    BenchDaemon,
     CpuMark,
     GarbageCollectionMeter,
+    add_arguments,
     bench_scenario,
     current_rss_kib,
+    make_unkind,
     percentile,
     process_age_seconds,
     thread_cpu_seconds,
 )
+from odar.harness.emulated_wearable import EmulatedWearable
 from odar.harness.scenario import load_scenario
-from odar.realtime import make_this_thread_realtime
 
 SPEED = 20.0
 
@@ -118,7 +123,7 @@ def test_the_world_speed_shortens_the_interpreter_slice_and_pauses_for_the_chip(
 
 def test_host_stalls_are_watched_above_speed_one_where_the_watchers_may_be_real_time(report):
     stalls = report["host_stalls"]
-    assert stalls["watching"] is this_process_may_take_sched_fifo()
+    assert stalls["watching"] is may_take_sched_fifo()
     if stalls["watching"]:
         assert len(stalls["cpus"]) == len(os.sched_getaffinity(0))
         counted = [fig["counted_ms"] for fig in stalls["cpus"].values()]
@@ -178,18 +183,16 @@ def test_the_measuring_helpers_read_this_process():
     assert later.per_sensor_second(start) is None
 
 
-def this_process_may_take_sched_fifo() -> bool:
-    answer: list[bool] = []
-    probe = threading.Thread(target=lambda: answer.append(make_this_thread_realtime(10)))
-    probe.start()
-    probe.join()
-    return answer[0]
-
-
 def test_the_sensor_and_the_interpreter_threads_are_reported(report):
     sensor = report["sensor"]
     # At every speed, where this process may: as with the real sensor.
-    assert report["sensor_thread_realtime"] is this_process_may_take_sched_fifo()
+    assert report["sensor_thread_realtime"] is may_take_sched_fifo()
+    # The daemon's other threads and the wearer's one below it, where this process may.
+    scheduled = report["threads_realtime"]
+    motor = [name for name in scheduled if name.startswith("motor-gpio")]
+    assert len(motor) == 1
+    threads = ["main loop", "odar-sensor", "odar-windows", "odar-trainer", "odar-scenario", *motor]
+    assert scheduled == dict.fromkeys(threads, may_take_sched_fifo(9))
     assert sensor["part"] == "0x68" and sensor["fifo_bytes"] == 1024
     assert sensor["samples"] > 0 and sensor["overflows"] == 0 and sensor["resets_detected"] == 0
     for name in ("1_thread", "2_threads"):
@@ -198,13 +201,7 @@ def test_the_sensor_and_the_interpreter_threads_are_reported(report):
         assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
 
 
-def test_an_unkind_chip_is_the_part_and_clock_asked_for(tmp_path, artifacts_dir):
-    import argparse
-
-    from odar.config import load_config
-    from odar.harness.bench.daemon import add_arguments, make_unkind
-    from odar.harness.emulated_wearable import EmulatedWearable
-
+def emulated_config(tmp_path: Path, artifacts_dir: Path) -> Config:
     config_path = tmp_path / "odar.yaml"
     config_path.write_text(
         yaml.safe_dump(
@@ -212,10 +209,35 @@ def test_an_unkind_chip_is_the_part_and_clock_asked_for(tmp_path, artifacts_dir)
         ),
         encoding="utf-8",
     )
+    return load_config(config_path)
+
+
+def bench_arguments(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--part", "0x98", "--chip-clock", "-0.08", "--jitter"])
-    world = EmulatedWearable.open(load_config(config_path), tmp_path)
+    return parser.parse_args(argv)
+
+
+def test_only_the_sensor_thread_realtime_leaves_the_others_time_sharing(tmp_path, artifacts_dir):
+    assert bench_arguments("--only-sensor-thread-realtime").only_sensor_thread_realtime
+    config = emulated_config(tmp_path, artifacts_dir)
+    daemon = BenchDaemon(config, EmulatedWearable.open(config, tmp_path).wearable)
+    try:
+        # The bench schedules the emulated daemon as the product does the real one...
+        assert daemon._thread_priority("odar-sensor") == 10
+        assert daemon._thread_priority("odar-windows") == 9
+        # ...and as before session 13 when asked to.
+        daemon.only_sensor_thread_realtime = True
+        assert daemon._thread_priority("odar-sensor") == 10
+        assert daemon._thread_priority("odar-windows") is None
+        assert daemon._thread_priority("main loop") is None
+    finally:
+        daemon._close()
+
+
+def test_an_unkind_chip_is_the_part_and_clock_asked_for(tmp_path, artifacts_dir):
+    args = bench_arguments("--part", "0x98", "--chip-clock", "-0.08", "--jitter")
+    world = EmulatedWearable.open(emulated_config(tmp_path, artifacts_dir), tmp_path)
     try:
         unkind = make_unkind(world, args)
         assert world.sensor.chip.peek(0x75) == 0x98 and world.sensor.chip.fifo_capacity == 4096

@@ -101,6 +101,8 @@ def test_sensor_section_builds_sensor_settings(tmp_path):
         ("sensor: {backend: fake}", "sensor.backend: 'fake' is not one of ['real', 'emulated']"),
         ("sensor: {emulated: {speed: 0}}", "sensor.emulated.speed: 0.0 is outside"),
         ("sensor: {realtime_priority: 0}", "sensor.realtime_priority: 0 is outside"),
+        # The daemon's other threads take one below it: at least 1.
+        ("sensor: {realtime_priority: 1}", "sensor.realtime_priority: 1 is outside"),
         ("sensor: {realtime_priority: 100}", "sensor.realtime_priority: 100 is outside"),
         ("pins: {led: 40}", "pins.led: 40 is not a GPIO of the 40-pin header"),
         ("pins: {led: GPIO28}", "pins.led: 'GPIO28' is not a GPIO of the 40-pin header"),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from conftest import may_take_sched_fifo
 
 from odar.drivers.emulated.clock import ScaledClock
 from odar.drivers.emulated.host_stalls import (
@@ -19,23 +19,6 @@ from odar.drivers.emulated.host_stalls import (
     HostStallWatch,
 )
 from odar.errors import EmulationError
-
-
-def may_take_sched_fifo() -> bool:
-    """Whether this process may put a thread on SCHED_FIFO (as the watchers must)."""
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=probe)
-    thread.start()
-    thread.join()
-    return result[0]
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -122,6 +123,16 @@ def test_stop_and_close_leave_the_motor_off(factory):
     motor.close()
     assert not factory.pin(MOTOR).state
     motor.play([(1.0, 0.0)])  # after close: ignored, not an error
+
+
+def test_the_players_thread_is_named_after_its_pin_and_known_to_the_kernel(factory):
+    motor = VibrationMotor(MOTOR, pin_factory=factory)
+    (thread,) = [t for t in threading.enumerate() if t.name == f"motor-gpio{MOTOR}"]
+    assert motor.thread_name == f"motor-gpio{MOTOR}"
+    # What the daemon hands sched_setscheduler to put it at the other threads' priority.
+    assert motor.thread_id == thread.native_id is not None
+    motor.close()
+    assert motor.thread_id is None
 
 
 def test_led_mirrors_a_pattern(factory):

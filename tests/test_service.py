@@ -7,6 +7,7 @@ output pin is read back from the mock pin's state history. See conftest.py for t
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -28,8 +29,12 @@ from conftest import (
     WAIT_LIMIT,
     ConfigWriter,
     RunningDaemon,
+    Watcher,
     launch_daemon,
+    may_take_sched_fifo,
     pulses_on,
+    run_in_thread,
+    scheduling_of,
     wait_until,
 )
 from faults_support import artifact_facts
@@ -757,6 +762,65 @@ def test_a_window_thread_exception_is_an_error_a_rattle_and_exit_70(start_daemon
     assert REFUSED in running.patterns
     assert not running.daemon.controls.running
     assert "failed: odar-windows thread" in running.daemon.status_text()
+
+
+def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_not(
+    trained_config,
+):
+    """``sensor.backend: real`` (here on the emulated wearable's bus): the sensor thread at
+    sensor.realtime_priority, the main loop, window, trainer and motor threads one below, the
+    training process time-sharing; the thread that called run() gets its scheduling back.
+    Where this process may not take SCHED_FIFO, every one stays time-sharing."""
+    from odar.harness.emulated_wearable import EmulatedWearable
+    from odar.service import Daemon
+
+    emulated = load_config(trained_config)
+    config = dataclasses.replace(
+        emulated, sensor=dataclasses.replace(emulated.sensor, backend="real")
+    )
+    world = EmulatedWearable.open(emulated, trained_config.parent)
+    watch = Watcher()
+    daemon = Daemon(config, world.wearable, config_path=trained_config, observer=watch, seed=5)
+    running = run_in_thread(world, daemon, trained_config, watch, after=lambda: scheduling_of(0))
+    try:
+        running.wait_ready()
+        running.press("start")
+        wait_until(lambda: daemon.trainer.process.pid is not None, "the training process")
+        threads = {t.name: t.native_id for t in threading.enumerate()}
+        motor = daemon.wearable.motor.thread_name
+        seen = {
+            name: scheduling_of(threads[name])
+            for name in ("test-daemon", "odar-sensor", "odar-windows", "odar-trainer", motor)
+        }
+        child = scheduling_of(daemon.trainer.process.pid)
+    finally:
+        status = running.stop()
+    sensor = config.sensor.realtime_priority
+    assert sensor is not None
+    if may_take_sched_fifo(sensor):
+        assert seen == {
+            "test-daemon": (os.SCHED_FIFO, sensor - 1),
+            "odar-sensor": (os.SCHED_FIFO, sensor),
+            "odar-windows": (os.SCHED_FIFO, sensor - 1),
+            "odar-trainer": (os.SCHED_FIFO, sensor - 1),
+            motor: (os.SCHED_FIFO, sensor - 1),  # started with the wearable, put there at run
+        }
+    else:
+        assert set(seen.values()) == {(os.SCHED_OTHER, 0)}
+    assert child == (os.SCHED_OTHER, 0)
+    assert status == 0
+    assert running.outcome["after"] == (os.SCHED_OTHER, 0)
+
+
+def test_with_the_emulated_sensor_every_thread_is_time_sharing(start_daemon, caplog):
+    """A demo at a world speed far above 1 must not take cores at real-time priority."""
+    caplog.set_level(logging.INFO)
+    running = start_daemon()
+    seen = {t.name: scheduling_of(t.native_id) for t in threading.enumerate()}
+    assert seen["odar-sensor"] == seen["odar-windows"] == (os.SCHED_OTHER, 0)
+    assert seen["test-daemon"] == (os.SCHED_OTHER, 0)
+    assert "threads: time-sharing (the emulated sensor)" in caplog.messages
+    assert running.stop() == 0
 
 
 def test_a_killed_training_process_stops_the_daemon_and_the_last_whole_epoch_is_saved(

@@ -77,6 +77,10 @@ class EmulatedWearable:
     count_host_stalls_once: bool = True
     #: The watch :meth:`run` used (None: speed 1, not asked for, or not yet run).
     host_stalls: HostStallWatch | None = None
+    #: SCHED_FIFO priority of the scenario's thread (None: time-sharing; the bench's choice).
+    scenario_realtime_priority: int | None = None
+    #: The player :meth:`run` last used (None: not yet run).
+    scenario_player: ScenarioPlayer | None = None
 
     @classmethod
     def open(
@@ -134,11 +138,12 @@ class EmulatedWearable:
                 hang=self.thread_faults.hang,
                 fail=self.thread_faults.fail,
             ),
+            realtime_priority=self.scenario_realtime_priority,
         )
 
     def run(self, daemon: Daemon) -> int:
         """``daemon.run()`` (*daemon* built on :attr:`wearable`) with the scenario playing."""
-        player = self.player(daemon)
+        player = self.scenario_player = self.player(daemon)
         player.start()
         try:
             speed = self.config.sensor.emulated.speed

@@ -46,6 +46,7 @@ from odar.drivers.emulated.motion import ACTIVITIES, PLACEMENTS, ActivityStream,
 from odar.errors import ConfigError
 from odar.harness.data import SCENARIOS_DIR
 from odar.journal import log_event
+from odar.realtime import make_this_thread_realtime
 from odar.service import Status
 
 _log = logging.getLogger(__name__)
@@ -376,6 +377,7 @@ class ScenarioPlayer:
         daemon: DaemonView,
         faults: Faults,
         logger: logging.Logger = _log,
+        realtime_priority: int | None = None,
     ) -> None:
         self.scenario = scenario
         self._motion = motion
@@ -386,6 +388,9 @@ class ScenarioPlayer:
         self._log = logger
         self._cancel = threading.Event()
         self.finished = threading.Event()
+        self._realtime_priority = realtime_priority
+        #: Whether the thread got SCHED_FIFO (None: not asked for, or not yet started).
+        self.realtime: bool | None = None
         self._thread = threading.Thread(target=self._run, name="odar-scenario", daemon=True)
         # A new activity's motion takes milliseconds of numpy, holding the interpreter: the
         # daemon's threads wait for it, so on a scaled clock the world waits too, as it does
@@ -411,6 +416,10 @@ class ScenarioPlayer:
             self._clock.sleep(min(left, 1.0 / POLLS_PER_SECOND))
 
     def _run(self) -> None:
+        if self._realtime_priority is not None:
+            self.realtime = make_this_thread_realtime(
+                self._realtime_priority, thread="odar-scenario"
+            )
         try:
             while not self._daemon.status().ready:
                 if self._ended():

@@ -42,7 +42,7 @@ from odar.harness.scenario import SwitchableMotion
 from odar.heartbeat import ThreadPulse
 from odar.journal import setup_logging
 from odar.notifier import SystemdNotifier
-from odar.realtime import make_this_thread_realtime
+from odar.realtime import SENSOR_THREAD, daemon_thread_priority
 from odar.service import Daemon, Inferred
 from odar.windows import Window
 
@@ -51,6 +51,12 @@ DEFINITIONS = {
         "whether the daemon's sensor thread ran at SCHED_FIFO (sensor.realtime_priority, as "
         "odar run does with the real sensor; odar.realtime); false: time-sharing, by "
         "--time-sharing or because this process may not (not root, no RLIMIT_RTPRIO)"
+    ),
+    "threads_realtime": (
+        "by thread, whether it ran at SCHED_FIFO: the sensor thread at "
+        "sensor.realtime_priority, the daemon's others (the main loop included) and the "
+        "scenario's odar-scenario one below (odar.realtime); false: time-sharing, by "
+        "--time-sharing, --only-sensor-thread-realtime or because this process may not"
     ),
     "latency": (
         "per inferred window: the clock time when the motor was told (or would have been) "
@@ -215,6 +221,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="leave the sensor thread time-sharing (by default it takes SCHED_FIFO at "
         "sensor.realtime_priority as with the real sensor, where permitted)",
+    )
+    parser.add_argument(
+        "--only-sensor-thread-realtime",
+        action="store_true",
+        help="leave the daemon's other threads and the scenario's time-sharing (by default they "
+        "take SCHED_FIFO one below the sensor thread; for comparison with sessions before 13)",
     )
     parser.add_argument(
         "--host-stalls-charged",
@@ -528,6 +540,12 @@ def run_once(
         run_called = time.monotonic()
         world = EmulatedWearable.open(config, args.config.resolve().parent)
         world.count_host_stalls_once = not args.host_stalls_charged
+        if not args.only_sensor_thread_realtime:
+            # The wearer's motion takes no CPU on a wearable: the thread that emulates it must
+            # not hold the GIL from the sensor thread while another process has its CPU.
+            world.scenario_realtime_priority = daemon_thread_priority(
+                config.sensor.realtime_priority
+            )
         unkind = make_unkind(world, args)
         stages = None
         if args.stages:
@@ -538,6 +556,7 @@ def run_once(
         recorder = BenchRecorder(world.motion, stages)
         notifier = TimingNotifier()
         daemon = daemon_type(config, world.wearable, notifier=notifier, observer=recorder)
+        daemon.only_sensor_thread_realtime = args.only_sensor_thread_realtime
         idle = IdleMeter(daemon, args.idle_seconds, world.sensor.bus)
         idle.start()
         unkind.start()
@@ -557,6 +576,7 @@ def run_once(
         wall = time.monotonic() - run_called
         idle.join(timeout=1.0)
         report = summarise(daemon, recorder, notifier, idle, args, run_called, age_at_run)
+        report["threads_realtime"] = threads_realtime(daemon, world)
         report["wall_seconds"] = round(wall, 2)
         report["exit_status"] = status
         report["sensor"] = sensor_figures(daemon, world, unkind, idle.bus_start)
@@ -761,19 +781,54 @@ def sensor_figures(
     }
 
 
+def threads_realtime(daemon: BenchDaemon, world: EmulatedWearable) -> dict[str, bool]:
+    scheduled = daemon.threads_realtime
+    player = world.scenario_player
+    if player is not None and player.realtime is not None:
+        scheduled["odar-scenario"] = player.realtime
+    return scheduled
+
+
 class BenchDaemon(Daemon):
-    """The daemon with its sensor thread scheduled as with the real sensor (odar.realtime):
-    SCHED_FIFO at sensor.realtime_priority, which :func:`bench_config` sets to null for
-    --time-sharing. The product keeps the emulated backend time-sharing (its chip computes
-    inside each read, a third of a core at speed 10 and 1 kHz, which a demo should not take
-    at real-time priority); the bench wants the real thing."""
+    """The daemon with its threads scheduled as with the real sensor (odar.realtime): the
+    sensor thread at SCHED_FIFO sensor.realtime_priority, the others one below, unless
+    :func:`bench_config` set it to null for --time-sharing (or :attr:`only_sensor_thread_realtime`
+    keeps the others time-sharing, as before session 13). The product keeps the emulated
+    backend time-sharing (its chip computes inside each read, a third of a core at speed 10 and
+    1 kHz, which a demo should not take at real-time priority); the bench wants the real
+    thing."""
 
-    #: Whether the sensor thread got SCHED_FIFO (None: the thread has not started).
-    sensor_thread_realtime: bool | None = None
+    #: --only-sensor-thread-realtime: the daemon's other threads time-sharing.
+    only_sensor_thread_realtime: bool = False
 
-    def _sensor_thread_scheduling(self) -> None:
-        priority = self.config.sensor.realtime_priority
-        self.sensor_thread_realtime = make_this_thread_realtime(priority)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._threads_realtime: dict[str, bool] = {}
+        self._threads_realtime_lock = threading.Lock()
+
+    @property
+    def threads_realtime(self) -> dict[str, bool]:
+        """Whether each of the daemon's threads got SCHED_FIFO, by name (the main loop's
+        thread as "main loop"), once it has started."""
+        with self._threads_realtime_lock:
+            return dict(self._threads_realtime)
+
+    @property
+    def sensor_thread_realtime(self) -> bool | None:
+        """Whether the sensor thread got SCHED_FIFO (None: the thread has not started)."""
+        return self.threads_realtime.get(SENSOR_THREAD)
+
+    def _scheduled(self, name: str, realtime: bool) -> None:
+        with self._threads_realtime_lock:
+            self._threads_realtime[name] = realtime
+
+    def _realtime_scheduling(self) -> bool:
+        return True
+
+    def _thread_priority(self, name: str) -> int | None:
+        if self.only_sensor_thread_realtime and name != SENSOR_THREAD:
+            return None
+        return super()._thread_priority(name)
 
 
 class TodaysLoopDaemon(BenchDaemon):
@@ -782,8 +837,6 @@ class TodaysLoopDaemon(BenchDaemon):
     the product's (odar.realtime). For comparison only."""
 
     def _sensor_loop(self) -> None:
-        # The same scheduling as the product's loop, so the two differ only in the loop.
-        self._sensor_thread_scheduling()
         sensor, clock = self.wearable.sensor, self.wearable.clock
         interval = today_poll_interval_s(sensor.actual_rate_hz)
         pulse = ThreadPulse(self.heartbeats, "odar-sensor")
