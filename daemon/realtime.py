@@ -25,7 +25,9 @@ Threads and processes started by a real-time thread of ours are time-sharing
 a real-time priority.
 
 The priorities are low (``sensor.realtime_priority``, 10 by default, and 9): below the
-kernel's interrupt threads (50), on which the I2C read itself waits. The kernel's real-time
+kernel's interrupt threads (50), on which the I2C read itself waits where interrupts are
+threaded (PREEMPT_RT, or ``threadirqs`` on the command line; the Debian kernel odar's image
+installs has neither, docs/sensor-figures.md, session 13). The kernel's real-time
 throttling bounds them anyway.
 """
 
