@@ -768,13 +768,15 @@ def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_
     trained_config,
 ):
     """``sensor.backend: real`` (here on the emulated wearable's bus): the sensor thread at
-    sensor.realtime_priority, the main loop, window, trainer and motor threads one below, the
-    training process time-sharing; the thread that called run() gets its scheduling back.
+    sensor.realtime_priority, the main loop, window, trainer, motor and LED threads one below,
+    the training process time-sharing; the thread that called run() gets its scheduling back.
     Where this process may not take SCHED_FIFO, every one stays time-sharing."""
     from odar.harness.emulated_wearable import EmulatedWearable
     from odar.service import Daemon
 
-    emulated = load_config(trained_config)
+    trained = load_config(trained_config)
+    # With an LED: its pattern thread, like the motor's, is started before run().
+    emulated = dataclasses.replace(trained, pins=dataclasses.replace(trained.pins, led=23))
     config = dataclasses.replace(
         emulated, sensor=dataclasses.replace(emulated.sensor, backend="real")
     )
@@ -787,10 +789,10 @@ def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_
         running.press("start")
         wait_until(lambda: daemon.trainer.process.pid is not None, "the training process")
         threads = {t.name: t.native_id for t in threading.enumerate()}
-        motor = daemon.wearable.motor.thread_name
+        motor, led = daemon.wearable.motor.thread_name, daemon.wearable.led.thread_name
         seen = {
             name: scheduling_of(threads[name])
-            for name in ("test-daemon", "odar-sensor", "odar-windows", "odar-trainer", motor)
+            for name in ("test-daemon", "odar-sensor", "odar-windows", "odar-trainer", motor, led)
         }
         child = scheduling_of(daemon.trainer.process.pid)
     finally:
@@ -804,6 +806,7 @@ def test_with_the_real_sensor_the_daemons_threads_are_real_time_and_training_is_
             "odar-windows": (os.SCHED_FIFO, sensor - 1),
             "odar-trainer": (os.SCHED_FIFO, sensor - 1),
             motor: (os.SCHED_FIFO, sensor - 1),  # started with the wearable, put there at run
+            led: (os.SCHED_FIFO, sensor - 1),
         }
     else:
         assert set(seen.values()) == {(os.SCHED_OTHER, 0)}

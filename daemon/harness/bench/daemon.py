@@ -54,8 +54,9 @@ DEFINITIONS = {
     ),
     "threads_realtime": (
         "by thread, whether it ran at SCHED_FIFO: the sensor thread at "
-        "sensor.realtime_priority, the daemon's others (the main loop included) and the "
-        "scenario's odar-scenario one below (odar.realtime); false: time-sharing, by "
+        "sensor.realtime_priority, the daemon's others (the main loop, the window and trainer "
+        "threads, the motor's and LED's) and the scenario's odar-scenario one below "
+        "(odar.realtime); false: time-sharing, by "
         "--time-sharing, --only-sensor-thread-realtime or because this process may not"
     ),
     "latency": (
